@@ -1,0 +1,3 @@
+"""tumorseg: a self-configuring segmentation toolkit for multi-modal brain tumour MRI."""
+
+__version__ = "0.1.0"

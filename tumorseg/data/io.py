@@ -1,0 +1,151 @@
+"""Image I/O through SimpleITK, with the geometry kept beside the voxels.
+
+Arrays are in SimpleITK's numpy order ``(Z, Y, X)`` for 3D images; ``Geometry.spacing`` and
+``Geometry.origin`` are in the same reversed order, so ``spacing[i]`` is the voxel size along
+array axis ``i``. ``direction`` is SimpleITK's flattened row-major matrix in (x, y, z) order,
+kept verbatim so a round trip restores the header exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from tumorseg.errors import bad_file
+from tumorseg.utils.atomic import atomic_path
+
+SUPPORTED_ENDINGS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where an image's voxels are in physical space."""
+
+    shape: tuple[int, ...]  # array shape, (Z, Y, X)
+    spacing: tuple[float, ...]  # mm per voxel along array axes, (Z, Y, X)
+    origin: tuple[float, ...]  # physical position of voxel 0 in (Z, Y, X) order
+    direction: tuple[float, ...]  # SimpleITK direction cosines, (x, y, z) row-major
+
+    def to_dict(self) -> dict[str, list[float] | list[int]]:
+        return {
+            "shape": list(self.shape),
+            "spacing": list(self.spacing),
+            "origin": list(self.origin),
+            "direction": list(self.direction),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Geometry:
+        return cls(
+            tuple(int(x) for x in d["shape"]),
+            tuple(float(x) for x in d["spacing"]),
+            tuple(float(x) for x in d["origin"]),
+            tuple(float(x) for x in d["direction"]),
+        )
+
+    def mismatch(self, other: Geometry, tolerance: float = 1e-3) -> str | None:
+        """Describe how ``other`` differs from this geometry, or None when they agree.
+
+        ``tolerance`` is relative for spacing, in mm for origin and absolute for direction
+        cosines; it absorbs float rounding between files written by different tools.
+        """
+        if self.shape != other.shape:
+            return f"shape {other.shape} != {self.shape}"
+        if not np.allclose(self.spacing, other.spacing, rtol=tolerance, atol=0):
+            return f"spacing {_fmt(other.spacing)} != {_fmt(self.spacing)}"
+        origin_tol = max(tolerance * 10, tolerance * max(self.spacing))
+        if not np.allclose(self.origin, other.origin, rtol=0, atol=origin_tol):
+            return f"origin {_fmt(other.origin)} != {_fmt(self.origin)}"
+        if not np.allclose(self.direction, other.direction, rtol=0, atol=tolerance):
+            return "direction cosines differ"
+        return None
+
+
+def _fmt(values: tuple[float, ...]) -> str:
+    return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
+
+
+def image_ending(path: Path | str) -> str | None:
+    """The supported file ending of ``path`` (``.nii.gz`` ...), or None."""
+    name = str(path).lower()
+    return next((e for e in SUPPORTED_ENDINGS if name.endswith(e)), None)
+
+
+def _geometry_of(image: sitk.Image) -> Geometry:
+    return Geometry(
+        shape=tuple(reversed(image.GetSize())),
+        spacing=tuple(float(s) for s in reversed(image.GetSpacing())),
+        origin=tuple(float(o) for o in reversed(image.GetOrigin())),
+        direction=tuple(float(d) for d in image.GetDirection()),
+    )
+
+
+def read_image(path: Path | str) -> tuple[np.ndarray, Geometry]:
+    """Read an image as ``(array (Z, Y, X), Geometry)``.
+
+    A missing, unreadable or truncated file raises a one-line ``TumorsegError`` naming it.
+    Vector images (e.g. 4D NIfTI read as multi-component) are returned with the component axis
+    first: ``(C, Z, Y, X)``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise bad_file(path, "file not found", "check the path or restore the file")
+    try:
+        image = sitk.ReadImage(str(path))
+        array = sitk.GetArrayFromImage(image)
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
+        raise bad_file(
+            path, f"cannot be read as an image ({reason[:120]})", "re-export or re-download it"
+        ) from None
+    geometry = _geometry_of(image)
+    if image.GetNumberOfComponentsPerPixel() > 1:
+        array = np.moveaxis(array, -1, 0)
+    return array, geometry
+
+
+def read_geometry(path: Path | str) -> Geometry:
+    """Read only the header of an image (fast: no voxel data is decoded)."""
+    path = Path(path)
+    if not path.is_file():
+        raise bad_file(path, "file not found", "check the path or restore the file")
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        raise bad_file(path, "cannot be read as an image", "re-export or re-download it") from None
+    return Geometry(
+        shape=tuple(reversed(reader.GetSize())),
+        spacing=tuple(float(s) for s in reversed(reader.GetSpacing())),
+        origin=tuple(float(o) for o in reversed(reader.GetOrigin())),
+        direction=tuple(float(d) for d in reader.GetDirection()),
+    )
+
+
+def to_sitk(array: np.ndarray, geometry: Geometry) -> sitk.Image:
+    """Wrap a ``(Z, Y, X)`` array in a SimpleITK image carrying ``geometry``."""
+    if tuple(array.shape) != tuple(geometry.shape):
+        raise ValueError(f"array shape {array.shape} does not match geometry {geometry.shape}")
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8)
+    elif array.dtype == np.float64:
+        array = array.astype(np.float32)
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing(tuple(reversed(geometry.spacing)))
+    image.SetOrigin(tuple(reversed(geometry.origin)))
+    image.SetDirection(geometry.direction)
+    return image
+
+
+def write_image(path: Path | str, array: np.ndarray, geometry: Geometry) -> None:
+    """Write ``array`` with ``geometry`` to ``path`` atomically (format from the ending)."""
+    path = Path(path)
+    if image_ending(path) is None:
+        raise bad_file(path, "unsupported file ending", f"use one of {', '.join(SUPPORTED_ENDINGS)}")
+    image = to_sitk(array, geometry)
+    with atomic_path(path) as tmp:
+        sitk.WriteImage(image, str(tmp), useCompression=True)

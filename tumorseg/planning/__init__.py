@@ -1,0 +1,1 @@
+"""Self-configuration: dataset fingerprint -> plans (a pure function) -> plans JSON."""

@@ -1,0 +1,203 @@
+"""Plans: the typed, versioned, JSON-serialisable result of planning.
+
+A plans file is an artifact a person can read and edit (``PREPROCESSED/<dataset>/<name>.json``).
+Every field says why it exists. Unknown keys and other schema versions fail loudly, so an edit
+with a typo is caught rather than ignored.
+
+Axis convention: preprocessed arrays are ``(C, Z, Y, X)`` after ``transpose_forward`` has been
+applied to the SimpleITK ``(Z, Y, X)`` order; all spatial tuples below are in that transposed
+order. 2D and 2.5D configurations take slices along axis 0 of the transposed volume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tumorseg.constants import Configuration
+from tumorseg.errors import TumorsegError, bad_file
+from tumorseg.utils.atomic import write_json
+
+PLANS_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class NetworkTopology:
+    """The shape of a U-Net-like network; enough for any registered network to build itself."""
+
+    # Registered network name (see tumorseg.networks.NETWORKS), never an import path.
+    network: str
+    # Feature maps per resolution stage, doubling per stage and capped (memory vs capacity).
+    features_per_stage: tuple[int, ...]
+    # Convolution kernel per stage and axis: 1 along an axis that is still much coarser than the
+    # others (anisotropic data), 3 otherwise.
+    kernel_sizes: tuple[tuple[int, ...], ...]
+    # Downsampling stride per stage and axis (stage 0 is all 1); an axis stops being pooled when
+    # its feature map would drop below 4 voxels.
+    strides: tuple[tuple[int, ...], ...]
+    # Convolutions per encoder stage (nnU-Net default 2).
+    n_conv_per_stage: int = 2
+    # Convolutions per decoder stage (nnU-Net default 2).
+    n_conv_per_stage_decoder: int = 2
+
+    @property
+    def n_stages(self) -> int:
+        return len(self.features_per_stage)
+
+
+@dataclass(frozen=True)
+class ConfigurationPlan:
+    """Everything needed to preprocess, train and predict one configuration."""
+
+    # "2d", "2.5d", "3d_fullres" or "3d_lowres".
+    name: str
+    # Name of the preprocessed data folder; configurations with equal spacing share data.
+    data_identifier: str
+    # 2 for 2d/2.5d (slices along axis 0), 3 otherwise.
+    spatial_dims: int
+    # Neighbouring slices on each side stacked as extra input channels (2.5d only, else 0).
+    context_slices: int
+    # Voxel size (mm) data is resampled to: the dataset median, lowres coarser by a factor.
+    spacing: tuple[float, float, float]
+    # Median image shape after cropping and resampling to `spacing`.
+    median_shape: tuple[int, int, int]
+    # Network input size: the largest that fits the memory budget, divisible by the pooling.
+    patch_size: tuple[int, ...]
+    # Patches per step: at least 2 (instance norm needs no batch, but the loss is smoother),
+    # at most 5% of the dataset's voxels per batch, and as many as the budget allows.
+    batch_size: int
+    # The network's shape.
+    topology: NetworkTopology
+    # Resampling interpolation order for images (3 = cubic) and segmentations (1 = linear
+    # on one-hot, 0 = nearest).
+    resampling_order_image: int = 3
+    resampling_order_label: int = 1
+    # An axis whose spacing is more than this times the finest is resampled separately
+    # (nearest along it) to avoid interpolation artifacts between thick slices.
+    anisotropy_threshold: float = 3.0
+    # Estimated feature-map memory of one training step (bytes), for the record.
+    estimated_memory_bytes: int = 0
+
+    @property
+    def configuration(self) -> Configuration:
+        return Configuration(self.name)
+
+    @property
+    def input_channels_per_modality(self) -> int:
+        """1 for 2d/3d; 2K+1 for 2.5d (the slice and K neighbours on each side)."""
+        return 2 * self.context_slices + 1
+
+
+@dataclass(frozen=True)
+class Plans:
+    """The plans of one dataset."""
+
+    # Bumped on any incompatible change; other versions are rejected with a clear message.
+    schema_version: int
+    # Name of this plans file without '.json' (several plans may coexist, e.g. for a GPU size).
+    plans_name: str
+    # The dataset these plans belong to (DatasetXXX_Name).
+    dataset_name: str
+    # Channel names in channel order, as in dataset.json.
+    channel_names: tuple[str, ...]
+    # Per-channel normalisation scheme ("zscore_brain": z-score inside the nonzero brain mask).
+    normalization: tuple[str, ...]
+    # Axis permutation applied to (Z, Y, X) arrays so that axis 0 is the out-of-plane (coarsest)
+    # axis; transpose_backward undoes it.
+    transpose_forward: tuple[int, int, int]
+    # Median spacing of the raw data in (Z, Y, X) order, for the record.
+    original_median_spacing: tuple[float, float, float]
+    # Median shape after cropping to nonzero, in (Z, Y, X) order, for the record.
+    original_median_shape: tuple[int, int, int]
+    # The GPU/CPU memory budget (GB) the patch and batch sizes were fitted into.
+    memory_budget_gb: float
+    # Device the budget was chosen for ("cpu" plans small patches for CPU training).
+    device: str
+    # The configurations, keyed by name.
+    configurations: dict[str, ConfigurationPlan] = field(default_factory=dict)
+
+    @property
+    def transpose_backward(self) -> tuple[int, int, int]:
+        inverse = [0, 0, 0]
+        for i, axis in enumerate(self.transpose_forward):
+            inverse[axis] = i
+        return (inverse[0], inverse[1], inverse[2])
+
+    def configuration(self, name: str) -> ConfigurationPlan:
+        if name not in self.configurations:
+            valid = ", ".join(self.configurations) or "none"
+            raise TumorsegError(
+                f"plans {self.plans_name!r} of {self.dataset_name} have no configuration {name!r} "
+                f"(planned: {valid}); run `tumorseg plan {self.dataset_name} -c {name}`"
+            )
+        return self.configurations[name]
+
+    # ---- JSON ------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: Path | str = "plans") -> Plans:
+        version = data.get("schema_version")
+        if version != PLANS_SCHEMA_VERSION:
+            raise bad_file(
+                source,
+                f"plans schema version {version!r}, this tumorseg reads {PLANS_SCHEMA_VERSION}",
+                "re-run `tumorseg plan` to write new plans",
+            )
+        try:
+            configurations = {
+                name: _build(ConfigurationPlan, cfg, source, f"configurations.{name}")
+                for name, cfg in data.get("configurations", {}).items()
+            }
+            top = {k: v for k, v in data.items() if k != "configurations"}
+            return _build(cls, {**top, "configurations": configurations}, source, "plans")
+        except (TypeError, ValueError) as exc:
+            raise bad_file(source, f"invalid plans ({exc})", "fix the edit or re-run `tumorseg plan`") from None
+
+    @classmethod
+    def read(cls, path: Path) -> Plans:
+        path = Path(path)
+        if not path.is_file():
+            raise bad_file(path, "plans not found", "run `tumorseg plan DATASET` first")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise bad_file(path, f"is not valid JSON ({exc})", "fix it or re-run `tumorseg plan`") from None
+        return cls.from_dict(data, source=path)
+
+    def write(self, path: Path) -> None:
+        write_json(path, self.to_dict())
+
+
+def _build(cls: type, data: dict[str, Any], source: Path | str, where: str) -> Any:
+    """Construct dataclass ``cls`` from JSON ``data``: unknown or missing keys fail loudly and
+    lists become tuples (nested one level, as the plans need)."""
+    if not isinstance(data, dict):
+        raise bad_file(source, f"{where} is not an object", "re-run `tumorseg plan`")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise bad_file(
+            source, f"unknown key(s) {sorted(unknown)} in {where}", "remove them or fix the spelling"
+        )
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        if name == "topology" and isinstance(value, dict):
+            value = _build(NetworkTopology, value, source, f"{where}.topology")
+        elif isinstance(value, list):
+            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        kwargs[name] = value
+    missing = [
+        n
+        for n, f in fields.items()
+        if n not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise bad_file(source, f"missing key(s) {missing} in {where}", "re-run `tumorseg plan`")
+    return cls(**kwargs)

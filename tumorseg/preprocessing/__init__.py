@@ -1,0 +1,1 @@
+"""Preprocessing: crop to nonzero, normalise per modality, resample, write resumably."""

@@ -24,8 +24,15 @@ def test_cli_import_does_not_import_torch() -> None:
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("t1ce", Modality.T1C), ("T1Gd", Modality.T1C), ("t2f", Modality.FLAIR), ("T1w", Modality.T1),
-     ("t2w", Modality.T2), ("Flair", Modality.FLAIR), ("t1n", Modality.T1)],
+    [
+        ("t1ce", Modality.T1C),
+        ("T1Gd", Modality.T1C),
+        ("t2f", Modality.FLAIR),
+        ("T1w", Modality.T1),
+        ("t2w", Modality.T2),
+        ("Flair", Modality.FLAIR),
+        ("t1n", Modality.T1),
+    ],
 )
 def test_modality_aliases(name: str, expected: Modality) -> None:
     assert Modality.parse(name) is expected
@@ -46,7 +53,9 @@ def test_label_conventions_round_trip() -> None:
 def test_image_round_trip_keeps_geometry(tmp_path: Path, ending: str) -> None:
     rng = np.random.default_rng(0)
     array = rng.normal(size=(5, 6, 7)).astype(np.float32)
-    geometry = Geometry((5, 6, 7), (3.0, 0.9375, 0.75), (10.5, -3.25, 7.0), (-1, 0, 0, 0, -1, 0, 0, 0, 1))
+    geometry = Geometry(
+        (5, 6, 7), (3.0, 0.9375, 0.75), (10.5, -3.25, 7.0), (-1, 0, 0, 0, -1, 0, 0, 0, 1)
+    )
     write_image(tmp_path / f"img{ending}", array, geometry)
     back, geometry_back = read_image(tmp_path / f"img{ending}")
     assert geometry_back == geometry
@@ -56,16 +65,25 @@ def test_image_round_trip_keeps_geometry(tmp_path: Path, ending: str) -> None:
 
 def test_truncated_image_is_one_line_error(tmp_path: Path) -> None:
     path = tmp_path / "x.nii.gz"
-    write_image(path, np.zeros((4, 4, 4), np.float32), Geometry((4, 4, 4), (1, 1, 1), (0, 0, 0), (1, 0, 0, 0, 1, 0, 0, 0, 1)))
+    write_image(
+        path,
+        np.zeros((4, 4, 4), np.float32),
+        Geometry((4, 4, 4), (1, 1, 1), (0, 0, 0), (1, 0, 0, 0, 1, 0, 0, 0, 1)),
+    )
     path.write_bytes(path.read_bytes()[:40])
-    with pytest.raises(TumorsegError, match="x.nii.gz: cannot be read"):
+    with pytest.raises(TumorsegError, match=r"x\.nii\.gz: cannot be read"):
         read_image(path)
 
 
 def test_dataset_json_lossless_round_trip(tmp_path: Path) -> None:
     original = {
         "channel_names": {"0": "FLAIR", "1": "T1w", "2": "T1gd", "3": "T2w"},
-        "labels": {"background": 0, "whole_tumor": [1, 2, 3], "tumor_core": [2, 3], "enhancing_tumor": 3},
+        "labels": {
+            "background": 0,
+            "whole_tumor": [1, 2, 3],
+            "tumor_core": [2, 3],
+            "enhancing_tumor": 3,
+        },
         "regions_class_order": [1, 2, 3],
         "numTraining": 484,
         "file_ending": ".nii.gz",
@@ -81,9 +99,15 @@ def test_dataset_json_lossless_round_trip(tmp_path: Path) -> None:
 
 
 def test_dataset_json_regions_without_order_fail(tmp_path: Path) -> None:
-    (tmp_path / "dataset.json").write_text(json.dumps(
-        {"channel_names": {"0": "T1"}, "labels": {"background": 0, "wt": [1, 2]}, "numTraining": 1}
-    ))
+    (tmp_path / "dataset.json").write_text(
+        json.dumps(
+            {
+                "channel_names": {"0": "T1"},
+                "labels": {"background": 0, "wt": [1, 2]},
+                "numTraining": 1,
+            }
+        )
+    )
     with pytest.raises(TumorsegError, match="regions_class_order"):
         DatasetJson.read(tmp_path)
 
@@ -108,4 +132,5 @@ def test_raw_dataset_lists_cases(tiny_dataset: Path) -> None:
     cases = ds.training_cases()
     assert len(cases) == 6
     assert all(p.is_file() for p in cases[0].images)
-    assert cases[0].label is not None and cases[0].label.is_file()
+    assert cases[0].label is not None
+    assert cases[0].label.is_file()

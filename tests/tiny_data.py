@@ -24,7 +24,9 @@ def tiny_case(
     """Return (four channel arrays, label array in internal labels 0-3)."""
     zz, yy, xx = np.meshgrid(*[np.arange(s, dtype=np.float32) for s in shape], indexing="ij")
     centre = np.array(shape, dtype=np.float32) / 2
-    brain = ((zz - centre[0]) / (shape[0] * 0.45)) ** 2 + ((yy - centre[1]) / (shape[1] * 0.45)) ** 2
+    brain = ((zz - centre[0]) / (shape[0] * 0.45)) ** 2 + (
+        (yy - centre[1]) / (shape[1] * 0.45)
+    ) ** 2
     brain = brain + ((xx - centre[2]) / (shape[2] * 0.45)) ** 2 <= 1
     c = centre + rng.uniform(-2, 2, size=3)
     r = np.sqrt((zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2)
@@ -33,8 +35,12 @@ def tiny_case(
     label[(r < radius + 2.5) & brain] = 2
     label[(r < radius) & brain] = 3
     label[(r < radius - 1.5) & brain] = 1
-    base = {"T1": (1.0, [0, 0.7, 0.8, 0.6]), "T1c": (1.0, [0, 0.6, 0.9, 1.8]),
-            "T2": (1.0, [0, 1.6, 1.5, 1.3]), "FLAIR": (1.0, [0, 1.4, 1.7, 1.5])}
+    base = {
+        "T1": (1.0, [0, 0.7, 0.8, 0.6]),
+        "T1c": (1.0, [0, 0.6, 0.9, 1.8]),
+        "T2": (1.0, [0, 1.6, 1.5, 1.3]),
+        "FLAIR": (1.0, [0, 1.4, 1.7, 1.5]),
+    }
     images = []
     for name in CHANNELS:
         level, per_label = base[name]

@@ -98,10 +98,12 @@ def find_dataset(reference: str | Path, root: Path) -> Path:
 
 
 def dataset_name_of(folder: Path) -> str:
-    """The ``DatasetXXX_Name`` of a dataset folder; used to name its preprocessed/results folders."""
+    """The ``DatasetXXX_Name`` of a dataset folder (names its preprocessed/results folders)."""
     return folder.name
 
 
-def run_folder(results: Path, dataset_name: str, trainer: str, plans: str, configuration: str) -> Path:
+def run_folder(
+    results: Path, dataset_name: str, trainer: str, plans: str, configuration: str
+) -> Path:
     """``RESULTS/DatasetXXX_Name/<trainer>__<plans>__<configuration>``."""
     return results / dataset_name / f"{trainer}__{plans}__{configuration}"

@@ -36,7 +36,9 @@ def _version(value: bool) -> None:
 def _root(
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
     ] = False,
 ) -> None:
     """Self-configuring segmentation of multi-modal brain tumour MRI (BraTS-style data)."""
@@ -47,24 +49,13 @@ for _module in (data, synth, plan, train, predict, evaluate, demo):
 
 
 def main() -> None:
-    """Console-script entry point: one-line errors, no tracebacks, non-zero exit codes."""
+    """Console-script entry point: one-line errors, no tracebacks, non-zero exit codes.
+
+    Typer's standalone mode prints usage errors itself (exit code 2); tumorseg's own errors
+    propagate out of it and are printed here as one line.
+    """
     try:
-        app(standalone_mode=False)
+        app()
     except TumorsegError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(1)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise

@@ -11,7 +11,9 @@ from tumorseg.paths import DEFAULT_BASE, PREPROCESSED_ENV, RAW_ENV, RESULTS_ENV,
 
 RawOption = Annotated[
     Path,
-    typer.Option("--raw", envvar=RAW_ENV, help=f"Raw datasets root [env {RAW_ENV}].", show_default=True),
+    typer.Option(
+        "--raw", envvar=RAW_ENV, help=f"Raw datasets root [env {RAW_ENV}].", show_default=True
+    ),
 ]
 PreprocessedOption = Annotated[
     Path,
@@ -25,7 +27,10 @@ PreprocessedOption = Annotated[
 ResultsOption = Annotated[
     Path,
     typer.Option(
-        "--results", envvar=RESULTS_ENV, help=f"Results root [env {RESULTS_ENV}].", show_default=True
+        "--results",
+        envvar=RESULTS_ENV,
+        help=f"Results root [env {RESULTS_ENV}].",
+        show_default=True,
     ),
 ]
 
@@ -36,4 +41,8 @@ DEFAULT_RESULTS = DEFAULT_BASE / "results"
 
 def roots(raw: Path, preprocessed: Path, results: Path) -> Roots:
     """Resolve the roots once, as absolute paths, for the API functions."""
-    return Roots(raw.expanduser().resolve(), preprocessed.expanduser().resolve(), results.expanduser().resolve())
+    return Roots(
+        raw.expanduser().resolve(),
+        preprocessed.expanduser().resolve(),
+        results.expanduser().resolve(),
+    )

@@ -1,9 +1,256 @@
-"""CLI commands: predict."""
+"""CLI commands: predict, ensemble, export-model, install-model.
+
+Folds are given as ``-f 0 -f 1`` or as a comma list ``-f 0,1,2`` (Typer options take one value
+per flag, so the space-separated ``-f 0 1 2`` of nnU-Net is not accepted).
+"""
 
 from __future__ import annotations
 
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from tumorseg.cli.common import (
+    DEFAULT_RAW,
+    DEFAULT_RESULTS,
+    RawOption,
+    ResultsOption,
+)
+from tumorseg.constants import DEFAULT_PLANS_NAME, Device
+from tumorseg.errors import TumorsegError
+
+
+class Checkpoint(str, Enum):
+    FINAL = "final"
+    BEST = "best"
+
+
+FoldsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "-f",
+        "--folds",
+        help="Folds to use: repeat (-f 0 -f 1) or a comma list (-f 0,1,2); 'all' for fold_all. "
+        "Default: every fold with the checkpoint.",
+    ),
+]
+TrainerOption = Annotated[str, typer.Option("-t", "--trainer", help="Trainer of the run.")]
+PlansOption = Annotated[str, typer.Option("--plans", help="Plans name of the run.")]
+RunOption = Annotated[
+    str | None,
+    typer.Option("--run", help="Run folder name, when runs with different settings exist."),
+]
+
+
+def _run_folds(
+    results: Path,
+    dataset: str,
+    configuration: str,
+    trainer: str,
+    plans: str,
+    run: str | None,
+    folds: list[str] | None,
+    checkpoint: str,
+) -> tuple[Path, list[Path]]:
+    from tumorseg.inference.runs import (
+        find_results_dataset,
+        find_run_folder,
+        fold_folders,
+        parse_folds,
+    )
+
+    dataset_folder = find_results_dataset(dataset, results)
+    run_folder = find_run_folder(dataset_folder, trainer, plans, configuration, run)
+    return run_folder, fold_folders(run_folder, parse_folds(folds), checkpoint)
+
+
+def predict(
+    input_folder: Annotated[
+        Path,
+        typer.Option(
+            "-i",
+            "--input",
+            help="Raw-convention folder (CASE_0000.nii.gz ...) or "
+            "one sub-folder per case (BraTS naming: *_flair, *-t1c ...).",
+        ),
+    ],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the label maps.")],
+    dataset: Annotated[str, typer.Option("-d", "--dataset", help="Dataset id, name or path.")],
+    configuration: Annotated[
+        str, typer.Option("-c", "--configuration", help="Configuration: 2d, 2.5d, 3d_fullres ...")
+    ],
+    trainer: TrainerOption = "default",
+    folds: FoldsOption = None,
+    checkpoint: Annotated[
+        Checkpoint, typer.Option("--checkpoint", help="Which checkpoint of each fold.")
+    ] = Checkpoint.FINAL,
+    no_tta: Annotated[
+        bool,
+        typer.Option(
+            "--no-tta", help="Disable mirroring test-time augmentation (8x faster in 3D)."
+        ),
+    ] = False,
+    step: Annotated[
+        float,
+        typer.Option("--step", min=0.05, max=1.0, help="Tile step as a fraction of the patch."),
+    ] = 0.5,
+    save_probabilities: Annotated[
+        bool, typer.Option("--save-probabilities", help="Also write CASE.npz (for ensembling).")
+    ] = False,
+    device: Annotated[Device, typer.Option("--device", help="Inference device.")] = Device.CPU,
+    num_threads: Annotated[
+        int | None, typer.Option("-np", "--num-threads", min=1, help="CPU threads for the network.")
+    ] = None,
+    tile_batch_size: Annotated[
+        int, typer.Option("--tile-batch-size", min=1, help="Tiles per forward pass.")
+    ] = 4,
+    traced: Annotated[
+        bool,
+        typer.Option(
+            "--traced",
+            help="CPU: run a traced, frozen graph of each network (verified equal to it); "
+            "faster when tiles are not batched (--tile-batch-size 1).",
+        ),
+    ] = False,
+    plans: PlansOption = DEFAULT_PLANS_NAME,
+    run: RunOption = None,
+    postprocessing: Annotated[
+        Path | None,
+        typer.Option("--postprocessing", help="Post-processing decision JSON to apply."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    results: ResultsOption = DEFAULT_RESULTS,
+) -> None:
+    """Predict every case of an input folder with the folds of a trained run.
+
+    Labels are written in the dataset's source convention (e.g. 0/1/2/4 for BraTS 2021); cases
+    already in the output folder are skipped, so an interrupted run can be resumed.
+    """
+    import torch
+
+    from tumorseg.inference.input_layout import find_input_cases
+    from tumorseg.inference.predict_folder import predict_folder
+    from tumorseg.inference.predictor import Predictor
+
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    decision = None
+    if postprocessing is not None:
+        from tumorseg.postprocessing.apply import read_decision
+
+        decision = read_decision(postprocessing)
+    _, fold_paths = _run_folds(
+        results.expanduser().resolve(),
+        dataset,
+        configuration,
+        trainer,
+        plans,
+        run,
+        folds,
+        checkpoint.value,
+    )
+    predictor = Predictor(
+        fold_paths,
+        checkpoint=checkpoint.value,
+        device=device.value,
+        tta=not no_tta,
+        step_size=step,
+        tile_batch_size=tile_batch_size,
+        optimize=traced,
+    )
+    cases = find_input_cases(input_folder, predictor.dataset_json)
+    report = predict_folder(
+        predictor,
+        cases,
+        output,
+        save_probabilities=save_probabilities,
+        postprocessing=decision,
+        progress=not quiet,
+    )
+    typer.echo(
+        f"{len(report.done)} predicted, {len(report.skipped)} already done, "
+        f"{len(report.failed)} failed -> {output}"
+    )
+    if report.failed:
+        raise TumorsegError(f"{len(report.failed)} case(s) failed: {', '.join(report.failed)}")
+
+
+def ensemble(
+    inputs: Annotated[
+        list[Path], typer.Option("-i", "--input", help="A folder of CASE.npz (repeat, 2 or more).")
+    ],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Folder for the ensembled labels.")
+    ],
+    dataset: Annotated[str, typer.Option("-d", "--dataset", help="Dataset id, name or path.")],
+    save_probabilities: Annotated[
+        bool, typer.Option("--save-probabilities", help="Also write the averaged CASE.npz.")
+    ] = False,
+    raw: RawOption = DEFAULT_RAW,
+    results: ResultsOption = DEFAULT_RESULTS,
+) -> None:
+    """Average the saved probabilities of several predictions (runs, configurations)."""
+    from tumorseg.inference.ensemble import ensemble_folders
+    from tumorseg.inference.runs import dataset_json_for
+
+    dataset_json = dataset_json_for(
+        dataset, raw.expanduser().resolve(), results.expanduser().resolve()
+    )
+    written = ensemble_folders(
+        list(inputs), output, dataset_json, save_probabilities=save_probabilities
+    )
+    typer.echo(f"{len(written)} case(s) ensembled -> {output}")
+
+
+def export_model(
+    dataset: Annotated[str, typer.Argument(help="Dataset id, name or path.")],
+    configuration: Annotated[str, typer.Option("-c", "--configuration", help="Configuration.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Zip file to write.")],
+    trainer: TrainerOption = "default",
+    folds: FoldsOption = None,
+    checkpoint: Annotated[
+        list[Checkpoint] | None,
+        typer.Option("--checkpoint", help="Checkpoint(s) to include (repeatable) [final]."),
+    ] = None,
+    plans: PlansOption = DEFAULT_PLANS_NAME,
+    run: RunOption = None,
+    results: ResultsOption = DEFAULT_RESULTS,
+) -> None:
+    """Write a trained run (plans, dataset.json, settings, checkpoints) as one zip to share."""
+    from tumorseg.inference.model_sharing import export_model as export
+
+    names = [c.value for c in checkpoint] if checkpoint else ["final"]
+    _, fold_paths = _run_folds(
+        results.expanduser().resolve(), dataset, configuration, trainer, plans, run, folds, names[0]
+    )
+    path = export(fold_paths[0].parent, fold_paths, output, names)
+    typer.echo(f"exported {len(fold_paths)} fold(s) -> {path}")
+
+
+def install_model(
+    zip_file: Annotated[Path, typer.Argument(help="Model zip written by export-model.")],
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an installed copy.")
+    ] = False,
+    results: ResultsOption = DEFAULT_RESULTS,
+) -> None:
+    """Install a shared model zip into the results root (checked: no unsafe paths or pickles)."""
+    from tumorseg.inference.model_sharing import install_model as install
+
+    target = install(zip_file, results.expanduser().resolve(), overwrite=overwrite)
+    typer.echo(f"installed -> {target}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
+    app.command(
+        "predict",
+        help="Predict every case of an input folder with the folds of a trained run. Labels are "
+        "written in the dataset's source convention (e.g. 0/1/2/4 for BraTS 2021); cases already "
+        "in the output folder are skipped, so an interrupted run resumes.",
+    )(predict)
+    app.command("ensemble")(ensemble)
+    app.command("export-model")(export_model)
+    app.command("install-model")(install_model)

@@ -1,9 +1,168 @@
-"""CLI commands: train."""
+"""CLI commands: train, slurm."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from tumorseg.cli.common import (
+    DEFAULT_PREPROCESSED,
+    DEFAULT_RAW,
+    DEFAULT_RESULTS,
+    PreprocessedOption,
+    RawOption,
+    ResultsOption,
+    roots,
+)
+from tumorseg.constants import DEFAULT_PLANS_NAME, Device
+
+
+def train(
+    dataset: Annotated[
+        str, typer.Argument(help="Dataset id, DatasetXXX_Name, or path (preprocessed root).")
+    ],
+    configuration: Annotated[
+        str, typer.Argument(help="Planned configuration: 2d, 2.5d, 3d_fullres, 3d_lowres.")
+    ],
+    fold: Annotated[
+        str, typer.Argument(help="Cross-validation fold 0-4, or 'all' (train on every case).")
+    ],
+    trainer: Annotated[
+        str, typer.Option("--trainer", "-tr", help="Registered trainer name.")
+    ] = "default",
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", min=1, help="Epochs of the LR schedule [1000].")
+    ] = None,
+    iterations: Annotated[
+        int | None,
+        typer.Option("--iterations-per-epoch", min=1, help="Optimiser steps per epoch [250]."),
+    ] = None,
+    val_iterations: Annotated[
+        int | None,
+        typer.Option("--val-iterations", min=1, help="Validation batches per epoch [steps/5]."),
+    ] = None,
+    time_budget: Annotated[
+        str | None,
+        typer.Option(
+            "--time-budget",
+            help="Fit the whole schedule into this wall-clock time, e.g. 90s, 20m, 2h.",
+        ),
+    ] = None,
+    device: Annotated[Device, typer.Option("--device", help="Training device.")] = Device.CPU,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the fold's latest checkpoint.")
+    ] = False,
+    pretrained: Annotated[
+        Path | None,
+        typer.Option("--pretrained", help="Initialise from this checkpoint's matching weights."),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Seed of weights, sampling and augmentation.")
+    ] = None,
+    num_workers: Annotated[
+        int, typer.Option("-np", "--num-workers", min=0, help="Background data-loading processes.")
+    ] = 2,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, help="Override the plan's batch size.")
+    ] = None,
+    plans: Annotated[str, typer.Option("--plans", help="Plans name.")] = DEFAULT_PLANS_NAME,
+    validation_tta: Annotated[
+        bool, typer.Option("--validation-tta", help="Mirroring TTA in the final validation.")
+    ] = False,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Trainer setting key=value (repeatable), e.g. --set dice_weight=0.5."
+        ),
+    ] = None,
+    raw: RawOption = DEFAULT_RAW,
+    preprocessed: PreprocessedOption = DEFAULT_PREPROCESSED,
+    results: ResultsOption = DEFAULT_RESULTS,
+) -> None:
+    """Train one fold; writes RESULTS/<dataset>/<trainer>__<plans>__<configuration>/fold_<k>/."""
+    from tumorseg.training.config import parse_duration, parse_fold, parse_set_values
+    from tumorseg.training.run import prepare_run
+
+    chosen_fold = parse_fold(fold)
+    loop_values: dict[str, object] = {"device": device.value, "num_workers": num_workers}
+    optional = {
+        "epochs": epochs,
+        "iterations_per_epoch": iterations,
+        "val_iterations": val_iterations,
+        "seed": seed,
+        "batch_size": batch_size,
+    }
+    loop_values.update({k: v for k, v in optional.items() if v is not None})
+    if time_budget is not None:
+        loop_values["time_budget_s"] = parse_duration(time_budget)
+    if validation_tta:
+        loop_values["validation_tta"] = True
+    if pretrained is not None and not pretrained.is_file():
+        from tumorseg.errors import bad_file
+
+        raise bad_file(pretrained, "checkpoint not found", "check the --pretrained path")
+    run = prepare_run(
+        roots(raw, preprocessed, results),
+        dataset,
+        configuration,
+        chosen_fold,
+        trainer,
+        plans,
+        parse_set_values(settings or []),
+        loop_values,
+    )
+    from tumorseg.training.loop import train as train_run
+
+    folder = train_run(run, resume=resume, pretrained=pretrained)
+    typer.echo(f"trained: {folder}")
+
+
+def slurm(
+    dataset: Annotated[str, typer.Argument(help="Dataset id or DatasetXXX_Name.")],
+    configurations: Annotated[list[str], typer.Argument(help="One or more configurations.")],
+    folds: Annotated[str, typer.Option("--folds", help="Folds, e.g. 0-4, 0,2 or all.")] = "0-4",
+    partition: Annotated[str | None, typer.Option("--partition", help="SLURM partition.")] = None,
+    gpus: Annotated[
+        int, typer.Option("--gpus", min=0, help="GPUs per task (>1 runs torchrun DDP).")
+    ] = 1,
+    time: Annotated[
+        str, typer.Option("--time", help="Wall-clock limit per task, HH:MM:SS.")
+    ] = "24:00:00",
+    trainer: Annotated[
+        str, typer.Option("--trainer", "-tr", help="Registered trainer name.")
+    ] = "default",
+    output: Annotated[Path, typer.Option("-o", "--output", help="Script to write.")] = Path(
+        "tumorseg_train.sh"
+    ),
+    raw: RawOption = DEFAULT_RAW,
+    preprocessed: PreprocessedOption = DEFAULT_PREPROCESSED,
+    results: ResultsOption = DEFAULT_RESULTS,
+) -> None:
+    """Write a SLURM job-array script: one `tumorseg train` task per configuration x fold."""
+    from tumorseg.training.slurm import SlurmJob, parse_folds, write_job_script
+    from tumorseg.training.trainers import trainer_class
+
+    trainer_class(trainer)
+    job = SlurmJob(
+        dataset,
+        tuple(configurations),
+        tuple(parse_folds(folds)),
+        roots(raw, preprocessed, results),
+        trainer,
+        partition,
+        gpus,
+        time,
+    )
+    path = write_job_script(job, output)
+    typer.echo(
+        f"wrote {path}: {len(job.configurations) * len(job.folds)} array tasks; "
+        f"submit with sbatch {path}"
+    )
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
+    app.command("train")(train)
+    app.command("slurm")(slurm)

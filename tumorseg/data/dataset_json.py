@@ -172,7 +172,9 @@ class DatasetJson:
         try:
             channel_names = {int(k): str(v) for k, v in channels.items()}
         except ValueError:
-            raise fail("'channel_names' keys must be channel indices", 'use "0", "1", ...') from None
+            raise fail(
+                "'channel_names' keys must be channel indices", 'use "0", "1", ...'
+            ) from None
         if sorted(channel_names) != list(range(len(channel_names))):
             raise fail("'channel_names' indices are not 0..N-1", "number the channels from 0")
         raw_labels = data.get("labels")
@@ -233,7 +235,9 @@ class DatasetJson:
         if path.is_dir():
             path = path / "dataset.json"
         if not path.is_file():
-            raise bad_file(path, "not found", "create dataset.json (see the README's folder convention)")
+            raise bad_file(
+                path, "not found", "create dataset.json (see the README's folder convention)"
+            )
         try:
             data = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -260,9 +264,7 @@ def brats_dataset_json(
     """The dataset.json of a glioma dataset with BraTS regions and internal labels 0-3."""
     return DatasetJson(
         channel_names=dict(enumerate(channel_names)),
-        labels={
-            k: tuple(v) if isinstance(v, list) else v for k, v in BRATS_REGION_LABELS.items()
-        },
+        labels={k: tuple(v) if isinstance(v, list) else v for k, v in BRATS_REGION_LABELS.items()},
         num_training=num_training,
         regions_class_order=tuple(BRATS_REGIONS_CLASS_ORDER),
         name=name,

@@ -145,7 +145,9 @@ def write_image(path: Path | str, array: np.ndarray, geometry: Geometry) -> None
     """Write ``array`` with ``geometry`` to ``path`` atomically (format from the ending)."""
     path = Path(path)
     if image_ending(path) is None:
-        raise bad_file(path, "unsupported file ending", f"use one of {', '.join(SUPPORTED_ENDINGS)}")
+        raise bad_file(
+            path, "unsupported file ending", f"use one of {', '.join(SUPPORTED_ENDINGS)}"
+        )
     image = to_sitk(array, geometry)
     with atomic_path(path) as tmp:
         sitk.WriteImage(image, str(tmp), useCompression=True)

@@ -58,7 +58,8 @@ class RawDataset:
         dj = self.dataset_json
         ending = dj.file_ending
         images = tuple(
-            self.folder / images_folder / f"{case_id}_{c:04d}{ending}" for c in range(dj.num_channels)
+            self.folder / images_folder / f"{case_id}_{c:04d}{ending}"
+            for c in range(dj.num_channels)
         )
         labels_folder = images_folder.replace("images", "labels")
         label = self.folder / labels_folder / f"{case_id}{ending}"

@@ -60,14 +60,17 @@ class ConfigurationPlan:
     spatial_dims: int
     # Neighbouring slices on each side stacked as extra input channels (2.5d only, else 0).
     context_slices: int
-    # Voxel size (mm) data is resampled to: the dataset median, lowres coarser by a factor.
+    # Voxel size (mm) data is resampled to: the dataset median (an anisotropic axis with few
+    # voxels takes the 10th percentile instead); lowres coarser, finest axes first.
     spacing: tuple[float, float, float]
     # Median image shape after cropping and resampling to `spacing`.
     median_shape: tuple[int, int, int]
-    # Network input size: the largest that fits the memory budget, divisible by the pooling.
+    # Network input size: the largest that fits the memory budget, divisible by the pooling
+    # (cpu plans also cap it at 64^3 voxels in 3d, 256^2 in 2d: compute, not memory, binds).
     patch_size: tuple[int, ...]
     # Patches per step: at least 2 (instance norm needs no batch, but the loss is smoother),
-    # at most 5% of the dataset's voxels per batch, and as many as the budget allows.
+    # at most 5% of the dataset's voxels per batch, and as many as the budget allows (cpu plans:
+    # at most 2 in 3d, 8 in 2d, to keep a CPU step short).
     batch_size: int
     # The network's shape.
     topology: NetworkTopology
@@ -78,7 +81,8 @@ class ConfigurationPlan:
     # An axis whose spacing is more than this times the finest is resampled separately
     # (nearest along it) to avoid interpolation artifacts between thick slices.
     anisotropy_threshold: float = 3.0
-    # Estimated feature-map memory of one training step (bytes), for the record.
+    # Estimated feature-map memory of one training step (bytes; tumorseg.networks.memory times
+    # batch size times 2 bytes on cuda (mixed precision) or 4 on cpu), for the record.
     estimated_memory_bytes: int = 0
 
     @property
@@ -118,6 +122,10 @@ class Plans:
     device: str
     # The configurations, keyed by name.
     configurations: dict[str, ConfigurationPlan] = field(default_factory=dict)
+    # Why a requested configuration was not planned or a rule changed a default (e.g. "3d_lowres
+    # not planned: the fullres patch covers 60% of the median image"); shown by `--show`, so
+    # a missing configuration is never a silent surprise.
+    notes: tuple[str, ...] = ()
 
     @property
     def transpose_backward(self) -> tuple[int, int, int]:
@@ -156,7 +164,9 @@ class Plans:
             top = {k: v for k, v in data.items() if k != "configurations"}
             return _build(cls, {**top, "configurations": configurations}, source, "plans")
         except (TypeError, ValueError) as exc:
-            raise bad_file(source, f"invalid plans ({exc})", "fix the edit or re-run `tumorseg plan`") from None
+            raise bad_file(
+                source, f"invalid plans ({exc})", "fix the edit or re-run `tumorseg plan`"
+            ) from None
 
     @classmethod
     def read(cls, path: Path) -> Plans:
@@ -166,7 +176,9 @@ class Plans:
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
-            raise bad_file(path, f"is not valid JSON ({exc})", "fix it or re-run `tumorseg plan`") from None
+            raise bad_file(
+                path, f"is not valid JSON ({exc})", "fix it or re-run `tumorseg plan`"
+            ) from None
         return cls.from_dict(data, source=path)
 
     def write(self, path: Path) -> None:
@@ -182,7 +194,9 @@ def _build(cls: type, data: dict[str, Any], source: Path | str, where: str) -> A
     unknown = set(data) - set(fields)
     if unknown:
         raise bad_file(
-            source, f"unknown key(s) {sorted(unknown)} in {where}", "remove them or fix the spelling"
+            source,
+            f"unknown key(s) {sorted(unknown)} in {where}",
+            "remove them or fix the spelling",
         )
     kwargs: dict[str, Any] = {}
     for name, value in data.items():

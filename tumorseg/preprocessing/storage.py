@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from tumorseg.errors import bad_file
-from tumorseg.utils.atomic import atomic_path, write_json
+from tumorseg.utils.atomic import atomic_path, write_text
 
 
 def write_case(
@@ -32,14 +32,20 @@ def write_case(
     seg: np.ndarray | None,
     properties: dict[str, Any],
 ) -> None:
-    """Write one preprocessed case atomically (properties last, as the completion marker)."""
+    """Write one preprocessed case atomically (properties last, as the completion marker).
+
+    An existing case is first marked unfinished (its properties removed), so a run killed while
+    replacing it never leaves new arrays beside old properties.
+    """
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{case_id}.json").unlink(missing_ok=True)
     with atomic_path(folder / f"{case_id}.npy") as tmp:
         np.save(tmp, np.ascontiguousarray(data, dtype=np.float32), allow_pickle=False)
     if seg is not None:
         with atomic_path(folder / f"{case_id}_seg.npy") as tmp:
             np.save(tmp, np.ascontiguousarray(seg, dtype=np.int8), allow_pickle=False)
-    write_json(folder / f"{case_id}.json", properties)
+    # Compact JSON: the sampled foreground locations are tens of thousands of numbers.
+    write_text(folder / f"{case_id}.json", json.dumps(properties, separators=(",", ":")))
 
 
 def is_complete(folder: Path, case_id: str) -> bool:
@@ -51,7 +57,9 @@ def read_properties(folder: Path, case_id: str) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
-        raise bad_file(path, "missing or corrupt case properties", "re-run `tumorseg preprocess`") from None
+        raise bad_file(
+            path, "missing or corrupt case properties", "re-run `tumorseg preprocess`"
+        ) from None
 
 
 def read_case(
@@ -59,14 +67,16 @@ def read_case(
 ) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
     """Return ``(data (C,Z,Y,X), seg (T,Z,Y,X) or None, properties)``; memory-mapped by default."""
     properties = read_properties(folder, case_id)
-    mode = "r" if mmap else None
+    mode: Literal["r"] | None = "r" if mmap else None
     data_path = folder / f"{case_id}.npy"
     try:
         data = np.load(data_path, mmap_mode=mode, allow_pickle=False)
         seg_path = folder / f"{case_id}_seg.npy"
         seg = np.load(seg_path, mmap_mode=mode, allow_pickle=False) if seg_path.is_file() else None
     except (OSError, ValueError):
-        raise bad_file(data_path, "corrupt preprocessed case", "re-run `tumorseg preprocess`") from None
+        raise bad_file(
+            data_path, "corrupt preprocessed case", "re-run `tumorseg preprocess`"
+        ) from None
     return data, seg, properties
 
 
@@ -75,5 +85,7 @@ def list_cases(folder: Path) -> list[str]:
     if not folder.is_dir():
         return []
     return sorted(
-        p.stem for p in folder.glob("*.json") if not p.name.startswith(".") and is_complete(folder, p.stem)
+        p.stem
+        for p in folder.glob("*.json")
+        if not p.name.startswith(".") and is_complete(folder, p.stem)
     )

@@ -16,6 +16,18 @@ from pathlib import Path
 from typing import Any
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp/mkdtemp create private (0600/0700) entries; outputs get the usual umask-based modes.
+_UMASK = _current_umask()
+_FILE_MODE = 0o666 & ~_UMASK
+_DIR_MODE = 0o777 & ~_UMASK
+
+
 def _tmp_sibling(path: Path, suffix: str = "") -> Path:
     # Same folder, so the final rename never crosses a filesystem; a dot-name so globbing
     # '*.nii.gz' or '*.npy' never picks up a file being written. Unique per process and call.
@@ -37,6 +49,8 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     tmp = _tmp_sibling(path, suffix)
     try:
         yield tmp
+        if tmp.exists():
+            os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -65,6 +79,7 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        os.chmod(tmp, _DIR_MODE)
         os.rename(tmp, path)
     finally:
         if tmp.exists():

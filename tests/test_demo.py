@@ -1,0 +1,61 @@
+"""The end-to-end pipeline through the public commands (tiny scale) and the demo's parts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.tiny_data import write_tiny_dataset
+from tumorseg.data.dataset_json import DatasetJson
+from tumorseg.data.io import read_image
+from tumorseg.demo import DemoSettings, hold_out_cases, run_demo
+from tumorseg.errors import TumorsegError
+
+
+def test_hold_out_moves_cases_and_writes_source_convention(tmp_path: Path) -> None:
+    folder = write_tiny_dataset(tmp_path, n_cases=5)
+    label_before, _ = read_image(folder / "labelsTr" / "tiny_004.nii.gz")
+    held = hold_out_cases(folder, 2)
+    assert held == ["tiny_003", "tiny_004"]
+    assert sorted(p.name for p in (folder / "labelsTr").iterdir()) == [
+        f"tiny_{i:03d}.nii.gz" for i in range(3)
+    ]
+    assert len(list((folder / "imagesTs").iterdir())) == 2 * 4
+    assert DatasetJson.read(folder).num_training == 3
+    label_after, _ = read_image(folder / "labelsTs" / "tiny_004.nii.gz")
+    # The tiny dataset declares the BraTS 2023 convention, whose values equal the internal ones.
+    np.testing.assert_array_equal(label_after, label_before)
+
+
+def test_hold_out_refuses_too_many(tmp_path: Path) -> None:
+    folder = write_tiny_dataset(tmp_path, n_cases=4)
+    with pytest.raises(TumorsegError, match="cannot hold out"):
+        hold_out_cases(folder, 3)
+
+
+def test_demo_end_to_end_tiny(tmp_path: Path) -> None:
+    """synth -> plan -> train -> predict -> evaluate -> report, at a scale that runs in seconds."""
+    settings = DemoSettings(
+        workdir=tmp_path / "demo",
+        cases=6,
+        held_out=2,
+        spacing=4.0,
+        time_budget="8s",
+        num_workers=0,
+        tta=False,
+    )
+    report = run_demo(settings, echo=lambda _: None)
+    text = report.read_text()
+    assert "| WT |" in text or "whole" in text.lower()
+    summary = json.loads((tmp_path / "demo" / "predictions" / "summary.json").read_text())
+    assert len(summary["cases"]) == 2
+    for region in summary["regions"]:
+        dice = summary["aggregate"][region]["dice"]["mean"]
+        assert 0.0 <= dice <= 1.0
+    assert len(list((tmp_path / "demo" / "report").glob("overlay_*.png"))) == 2
+    # Predictions are written in the synthetic dataset's source convention (BraTS 2021: 0/1/2/4).
+    pred, _ = read_image(next((tmp_path / "demo" / "predictions").glob("*.nii.gz")))
+    assert set(np.unique(pred)) <= {0, 1, 2, 4}

@@ -1,0 +1,213 @@
+"""Whole-case prediction with one or more trained folds.
+
+``predict_preprocessed`` turns a preprocessed volume into probabilities (used by the predictor and
+by training's final validation); ``probabilities_to_labels`` turns probabilities into an internal
+label map; ``Predictor`` goes from raw images in their own geometry to probabilities in that same
+geometry, averaging the folds of a run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tumorseg.data.dataset_json import DatasetJson
+from tumorseg.data.io import Geometry
+from tumorseg.errors import TumorsegError
+from tumorseg.inference.sliding_window import sliding_window_predict
+from tumorseg.planning.plans import ConfigurationPlan
+
+#: Tiles per forward pass. Batching amortises per-call overhead on every device; 4 tiles of a
+#: typical 3D patch stay well inside a GPU's memory next to the network's activations.
+DEFAULT_TILE_BATCH_SIZE = 4
+
+
+def _input_channels(trainer: Any, data: np.ndarray) -> np.ndarray:
+    """The channels ``trainer`` was trained on. ``data`` may hold every dataset channel (as
+    ``preprocess_case`` writes them) or already only the run's channels."""
+    channels = tuple(getattr(trainer.context, "channels", ()) or ())
+    n_dataset = trainer.context.dataset.num_channels
+    if channels and len(channels) < n_dataset and data.shape[0] == n_dataset:
+        return data[list(channels)]
+    return data
+
+
+def predict_preprocessed(
+    trainer: Any,
+    network: nn.Module,
+    data: np.ndarray,
+    config: ConfigurationPlan,
+    *,
+    tta: bool = True,
+    step_size: float = 0.5,
+    device: str = "cpu",
+    tile_batch_size: int = DEFAULT_TILE_BATCH_SIZE,
+    logits_function: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> np.ndarray:
+    """Probabilities ``(K, Z, Y, X)`` float32 of one preprocessed case ``data (C, Z, Y, X)``.
+
+    Runs ``trainer.predict_logits`` over a Gaussian-weighted sliding window of
+    ``config.patch_size`` (2D / 2.5D configurations slice along axis 0), with mirroring over
+    every spatial patch axis when ``tta``. ``K == len(trainer.output_names)``; the activation is
+    ``trainer.output_activation``. The network is put in eval mode on ``device``.
+    ``logits_function`` replaces ``trainer.predict_logits(network, .)`` (e.g. the optimised
+    graph of ``tumorseg.inference.optimize``, built once per network by ``Predictor``).
+    """
+    network.eval()
+    network.to(device)
+    inputs = _input_channels(trainer, np.asarray(data))
+    n_spatial = len(config.patch_size)
+    probabilities = sliding_window_predict(
+        logits_function or (lambda x: trainer.predict_logits(network, x)),
+        torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)),
+        config.patch_size,
+        context_slices=config.context_slices if n_spatial == 2 else 0,
+        step_size=step_size,
+        tile_batch_size=tile_batch_size,
+        mirror_axes=tuple(range(n_spatial)) if tta else (),
+        activation=trainer.output_activation,
+        device=device,
+    )
+    return probabilities.numpy()
+
+
+def probabilities_to_labels(
+    probabilities: np.ndarray, activation: str, dataset_json: DatasetJson
+) -> np.ndarray:
+    """An internal label map ``(Z, Y, X)`` uint8 from probabilities ``(K, Z, Y, X)``.
+
+    ``sigmoid``: output ``k`` is the ``k``-th non-background entry of ``dataset_json.labels``
+    (e.g. WT, TC, ET); in ``regions_class_order`` each region above 0.5 paints its label over the
+    previous ones, so nested regions end up as their innermost label (nnU-Net's rule).
+    ``softmax``: the arg-max channel, mapped to the dataset's label values when there is one
+    channel per value (consecutive labels map to themselves).
+    """
+    if activation == "sigmoid":
+        regions = dataset_json.regions
+        if len(regions) != probabilities.shape[0]:
+            raise ValueError(
+                f"{probabilities.shape[0]} sigmoid outputs but dataset.json declares "
+                f"{len(regions)} regions"
+            )
+        order = dataset_json.regions_class_order or tuple(labels[0] for _, labels in regions)
+        labels = np.zeros(probabilities.shape[1:], dtype=np.uint8)
+        for channel, value in enumerate(order):
+            labels[probabilities[channel] > 0.5] = value
+        return labels
+    if activation == "softmax":
+        index = np.argmax(probabilities, axis=0)
+        values = dataset_json.label_values
+        if len(values) == probabilities.shape[0]:
+            return np.asarray(values, dtype=np.uint8)[index]
+        return index.astype(np.uint8)
+    raise ValueError(f"activation must be 'sigmoid' or 'softmax', got {activation!r}")
+
+
+class Predictor:
+    """The folds of one trained run, ready to predict raw cases.
+
+    Every fold must share the configuration, activation and outputs (folds of one run do).
+    Probabilities are averaged over folds in the preprocessed space, then reverted once to the
+    input geometry.
+    """
+
+    def __init__(
+        self,
+        fold_folders: Sequence[Path],
+        *,
+        checkpoint: str = "final",
+        device: str = "cpu",
+        tta: bool = True,
+        step_size: float = 0.5,
+        tile_batch_size: int = DEFAULT_TILE_BATCH_SIZE,
+        optimize: bool = False,
+    ) -> None:
+        """``optimize``: on the CPU, run a traced and frozen graph of each fold's network when
+        it is verified equal to the eager one (see ``tumorseg.inference.optimize``). Off by
+        default: with batched tiles the eager network was as fast in our CPU measurements
+        (BENCHMARKS.md), and the graph costs seconds to build per fold."""
+        from tumorseg.inference.optimize import predict_logits_function
+        from tumorseg.training.run import load_trained_model
+
+        if not fold_folders:
+            raise TumorsegError("no folds to predict with; pass -f with at least one fold")
+        self.device = device
+        self.tta = tta
+        self.step_size = step_size
+        self.tile_batch_size = tile_batch_size
+        self.models = []
+        for folder in fold_folders:
+            name = f"checkpoint_{checkpoint}.pt"
+            if not (Path(folder) / name).is_file():
+                raise TumorsegError(
+                    f"{Path(folder) / name}: checkpoint not found; train this fold first, or "
+                    "choose another with --checkpoint / -f"
+                )
+            self.models.append(load_trained_model(Path(folder), checkpoint, device))
+        first_trainer, _, self.config, self.plans = self.models[0]
+        self.trainer = first_trainer
+        for folder, (trainer, _, config, _) in zip(fold_folders, self.models, strict=True):
+            if (config.name, trainer.output_activation, tuple(trainer.output_names)) != (
+                self.config.name,
+                first_trainer.output_activation,
+                tuple(first_trainer.output_names),
+            ):
+                raise TumorsegError(
+                    f"{folder}: this fold's configuration or outputs differ from "
+                    f"{fold_folders[0]}; ensemble only folds of one run"
+                )
+        n_spatial = len(self.config.patch_size)
+        slices = 2 * self.config.context_slices + 1 if n_spatial == 2 else 1
+        input_shape = (len(self.trainer.context.channels) * slices, *self.config.patch_size)
+        self.logits_functions = [
+            predict_logits_function(
+                trainer, network, input_shape, device, optimize, batch_size=tile_batch_size
+            )
+            for trainer, network, _, _ in self.models
+        ]
+
+    @property
+    def dataset_json(self) -> DatasetJson:
+        return self.trainer.context.dataset
+
+    @property
+    def activation(self) -> str:
+        return str(self.trainer.output_activation)
+
+    def predict_preprocessed(self, data: np.ndarray) -> np.ndarray:
+        """Fold-averaged probabilities ``(K, z, y, x)`` of a preprocessed case."""
+        total: np.ndarray | None = None
+        for (trainer, network, config, _), function in zip(
+            self.models, self.logits_functions, strict=True
+        ):
+            probs = predict_preprocessed(
+                trainer,
+                network,
+                data,
+                config,
+                tta=self.tta,
+                step_size=self.step_size,
+                device=self.device,
+                tile_batch_size=self.tile_batch_size,
+                logits_function=function,
+            )
+            total = probs if total is None else total + probs
+        assert total is not None
+        return total / len(self.models)
+
+    def predict_case(self, images: list[np.ndarray], geometry: Geometry) -> np.ndarray:
+        """Probabilities ``(K, Z, Y, X)`` float32 in the grid of ``geometry`` for one raw case
+        given as one ``(Z, Y, X)`` array per dataset channel."""
+        from tumorseg.preprocessing.pipeline import preprocess_case, revert_to_original
+
+        data, _, properties = preprocess_case(images, geometry, self.plans, self.config, label=None)
+        probabilities = self.predict_preprocessed(data)
+        reverted = revert_to_original(
+            probabilities, properties, self.plans, self.config, activation=self.activation
+        )
+        return np.asarray(reverted, dtype=np.float32)

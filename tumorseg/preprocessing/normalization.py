@@ -1,0 +1,71 @@
+"""Intensity normalisation, chosen explicitly per modality.
+
+MRI intensities have no physical unit: they vary between scanners and even sessions, so each
+channel is z-scored per case. Statistics come from the brain only (the nonzero region of the
+skull-stripped image), because a large zero background would otherwise dominate mean and
+standard deviation; the background is set back to 0 afterwards so it stays a constant the
+network can recognise. A new modality must be added to ``SCHEMES`` on purpose: an unknown one
+is an error, never a silent default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from tumorseg.constants import Modality
+from tumorseg.errors import TumorsegError
+
+ZSCORE_BRAIN = "zscore_brain"
+
+#: Modality -> normalisation scheme name (stored in the plans, one per channel).
+SCHEMES: dict[Modality, str] = {
+    Modality.T1: ZSCORE_BRAIN,
+    Modality.T1C: ZSCORE_BRAIN,
+    Modality.T2: ZSCORE_BRAIN,
+    Modality.FLAIR: ZSCORE_BRAIN,
+}
+
+
+def zscore_brain(image: np.ndarray, brain: np.ndarray) -> np.ndarray:
+    """Z-score ``image`` with the mean/std of voxels where ``brain`` is true; 0 outside.
+
+    ``image`` and ``brain`` have the same shape; returns float32.
+    """
+    out = image.astype(np.float32, copy=True)
+    values = out[brain]
+    if values.size == 0:
+        return np.zeros_like(out)
+    mean = float(values.mean())
+    std = float(values.std())
+    out -= mean
+    out /= max(std, 1e-8)
+    out[~brain] = 0
+    return out
+
+
+_FUNCTIONS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    ZSCORE_BRAIN: zscore_brain,
+}
+
+
+def schemes_for(channel_names: Sequence[str]) -> tuple[str, ...]:
+    """Scheme per channel from the channel names; an unknown name raises ``TumorsegError``."""
+    out = []
+    for name in channel_names:
+        try:
+            out.append(SCHEMES[Modality.parse(name)])
+        except ValueError as exc:
+            raise TumorsegError(
+                f"dataset.json: {exc}; rename the channel in channel_names"
+            ) from None
+    return tuple(out)
+
+
+def normalize(image: np.ndarray, brain: np.ndarray, scheme: str) -> np.ndarray:
+    """Apply the named ``scheme``; an unknown scheme (e.g. an edited plan) is an error."""
+    if scheme not in _FUNCTIONS:
+        valid = ", ".join(sorted(_FUNCTIONS))
+        raise TumorsegError(f"plans: unknown normalization {scheme!r}; use one of: {valid}")
+    return _FUNCTIONS[scheme](image, brain)

@@ -1,0 +1,143 @@
+"""Preprocessing of one case, and its inverse for predictions.
+
+``preprocess_case``: crop to the nonzero region (union over channels) -> normalise per channel
+(statistics from the original voxels, before any interpolation) -> transpose (coarsest axis
+first) -> resample to the configuration's spacing -> sample foreground locations.
+``revert_to_original`` undoes the geometric steps for a probability map.
+
+Properties (JSON) of a preprocessed case; spatial entries in the ORIGINAL ``(Z, Y, X)`` order
+unless stated:
+
+- ``geometry``: ``Geometry.to_dict()`` of the original image;
+- ``crop_bbox``: ``[[start, stop], ...]`` of the nonzero crop;
+- ``shape_after_crop``: shape of the cropped volume;
+- ``shape_after_resampling``: shape of the stored arrays (transposed order);
+- ``spacing_after_resampling``: the configuration's spacing (transposed order);
+- ``class_locations``: ``{"label": [[z, y, x], ...]}`` up to ``MAX_LOCATIONS`` voxels per
+  foreground label present, in stored (transposed, resampled) coordinates, for oversampling;
+- ``targets``: names of the extra target channels of the seg array, in order;
+- ``target_locations``: ``{"name": [[z, y, x], ...]}`` foreground voxels of each extra target.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tumorseg.data.io import Geometry
+from tumorseg.errors import TumorsegError
+from tumorseg.planning.plans import ConfigurationPlan, Plans
+from tumorseg.preprocessing.cropping import bbox_of_mask, crop, nonzero_mask
+from tumorseg.preprocessing.normalization import normalize
+from tumorseg.preprocessing.resampling import (
+    resample_image,
+    resample_probabilities,
+    resample_seg,
+    separate_axis,
+    target_shape,
+)
+
+MAX_LOCATIONS = 10_000  # foreground voxels kept per label: plenty for oversampling, small JSON
+_LOCATION_SEED = 12345  # fixed, so a rerun writes identical properties
+
+
+def _locations(mask: np.ndarray, rng: np.random.Generator) -> list[list[int]]:
+    idx = np.flatnonzero(mask)
+    if idx.size > MAX_LOCATIONS:
+        idx = np.sort(rng.choice(idx, MAX_LOCATIONS, replace=False))
+    return np.stack(np.unravel_index(idx, mask.shape), axis=1).tolist()
+
+
+def preprocess_case(
+    images: list[np.ndarray],
+    geometry: Geometry,
+    plans: Plans,
+    config: ConfigurationPlan,
+    label: np.ndarray | None = None,
+    targets: dict[str, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray | None, dict[str, Any]]:
+    """Preprocess one case for ``config``.
+
+    ``images``: one ``(Z, Y, X)`` array per channel on ``geometry``'s grid; ``label`` and
+    ``targets`` on the same grid. Returns ``(data float32 (C, z, y, x), seg int8 (T, z, y, x)
+    or None, properties)`` where ``T = 1 + len(targets)``; see the module docstring.
+    """
+    if len(images) != len(plans.channel_names):
+        raise TumorsegError(
+            f"case has {len(images)} channels, plans {plans.plans_name!r} expect "
+            f"{len(plans.channel_names)} ({', '.join(plans.channel_names)}); supply every channel"
+        )
+    brain_full = nonzero_mask(images)
+    bbox = bbox_of_mask(brain_full)
+    brain = crop(brain_full, bbox)
+    data = np.stack(
+        [
+            normalize(crop(img, bbox), brain, s)
+            for img, s in zip(images, plans.normalization, strict=True)
+        ]
+    )
+    order = plans.transpose_forward
+    axes = (0, *(a + 1 for a in order))
+    data = data.transpose(axes)
+    spacing = [geometry.spacing[a] for a in order]
+    shape = target_shape(data.shape[1:], spacing, config.spacing)
+    axis = separate_axis(spacing, config.spacing, config.anisotropy_threshold)
+    resampled = tuple(data.shape[1:]) != shape
+    data = resample_image(data, shape, config.resampling_order_image, axis)
+    if resampled:
+        # Cubic interpolation rings slightly into the zero background: restore it exactly.
+        mask = resample_seg(brain.transpose(order)[None].astype(np.int8), shape, 0, axis)[0]
+        data[:, mask == 0] = 0
+    target_names = list(targets or {})
+    seg = None
+    properties: dict[str, Any] = {
+        "geometry": geometry.to_dict(),
+        "crop_bbox": bbox,
+        "shape_after_crop": [hi - lo for lo, hi in bbox],
+        "shape_after_resampling": list(shape),
+        "spacing_after_resampling": list(config.spacing),
+        "class_locations": {},
+        "targets": target_names,
+        "target_locations": {},
+    }
+    if label is not None:
+        channels = [label, *(targets[name] for name in target_names)] if targets else [label]
+        stacked = np.stack([crop(np.asarray(c), bbox) for c in channels]).astype(np.int8)
+        seg = resample_seg(stacked.transpose(axes), shape, config.resampling_order_label, axis)
+        rng = np.random.default_rng(_LOCATION_SEED)
+        properties["class_locations"] = {
+            str(int(v)): _locations(seg[0] == v, rng) for v in np.unique(seg[0]) if v > 0
+        }
+        properties["target_locations"] = {
+            name: _locations(seg[1 + i] > 0, rng) for i, name in enumerate(target_names)
+        }
+    return np.ascontiguousarray(data, dtype=np.float32), seg, properties
+
+
+def revert_to_original(
+    probabilities: np.ndarray,
+    properties: dict[str, Any],
+    plans: Plans,
+    config: ConfigurationPlan,
+    *,
+    activation: str = "sigmoid",
+) -> np.ndarray:
+    """Map ``(K, z, y, x)`` probabilities in preprocessed space to ``(K, Z, Y, X)`` in the
+    original image grid: resampled back linearly, transpose undone, padded into the uncropped
+    shape. Outside the crop every channel is 0 (regions, ``activation="sigmoid"``), except the
+    background channel 0, which is 1, when ``activation="softmax"``.
+    """
+    del config  # the stored properties fully describe the geometry; kept for the contract
+    order = plans.transpose_forward
+    crop_shape = properties["shape_after_crop"]
+    shape_t = [crop_shape[a] for a in order]
+    probs = resample_probabilities(np.asarray(probabilities, dtype=np.float32), shape_t)
+    probs = probs.transpose((0, *(a + 1 for a in plans.transpose_backward)))
+    geometry = Geometry.from_dict(properties["geometry"])
+    out = np.zeros((probs.shape[0], *geometry.shape), dtype=np.float32)
+    if activation == "softmax":
+        out[0] = 1
+    region = (slice(None), *(slice(lo, hi) for lo, hi in properties["crop_bbox"]))
+    out[region] = probs
+    return out

@@ -1,0 +1,1 @@
+"""Human-readable reports: Markdown pages with metric tables and overlay images."""

@@ -1,0 +1,372 @@
+"""The one training loop: epochs, optimiser, schedule, AMP, checkpoints, validation, logs.
+
+Trainers only say what a step computes (``training_step``) and how to get logits
+(``predict_logits``); everything else is here. Per epoch: ``iterations_per_epoch`` SGD steps
+(Nesterov, momentum 0.99, poly LR with optional linear warm-up, grad-norm clipping, autocast +
+GradScaler on CUDA), then a few validation batches giving the validation loss and the
+pseudo-Dice per output, whose exponential moving average picks ``checkpoint_best.pt``.
+
+Resuming restores weights, optimiser, GradScaler, epoch, schedule length, RNG states (torch,
+numpy, Python) and the loaders' positions (batches are a function of seed and index), so on the
+CPU a resumed run ends bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tumorseg.errors import bad_file
+from tumorseg.training import distributed as dist
+from tumorseg.training.budget import fit_epochs_to_budget
+from tumorseg.training.checkpoint import (
+    capture_rng_state,
+    checkpoint_path,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from tumorseg.training.dataloading import PatchBatches, batch_loader
+from tumorseg.training.metrics import dice_counts, dice_from_counts
+from tumorseg.training.progress import ProgressLog
+from tumorseg.training.run import TrainingRun, write_run_files
+from tumorseg.training.schedules import warmup_poly_lr
+from tumorseg.training.segmentation import output_spec
+
+#: Under a time budget, the fewest epochs the schedule is split into (see _epoch_time_limit).
+BUDGET_MIN_EPOCHS = 20
+
+
+@dataclass
+class LoopState:
+    """What a checkpoint restores besides the modules (all JSON-like, ``weights_only``-safe)."""
+
+    epoch: int = 0  # next epoch to run
+    total_epochs: int = 0  # length of the LR schedule (time budget may change it)
+    ema_dice: float | None = None
+    best_ema: float = -math.inf
+    elapsed_s: float = 0.0  # training wall-clock time so far (for the time budget)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    # Steps per epoch actually used: the setting, or fewer when a time budget is too short for
+    # epochs of that length (fixed during epoch 0, then kept so a resumed run matches).
+    iterations_per_epoch: int = 0
+
+
+def _to_device(batch: dict[str, Any], device: str) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "data": batch["data"].to(device, non_blocking=True).float(),
+        "target": batch["target"].to(device, non_blocking=True).long(),
+    }
+    if batch.get("targets"):
+        out["targets"] = {
+            k: v.to(device, non_blocking=True).long() for k, v in batch["targets"].items()
+        }
+    return out
+
+
+class Loop:
+    """One training session of ``run`` on this process (a DDP rank or the only process)."""
+
+    def __init__(self, run: TrainingRun, device: str | None = None, echo: bool = True) -> None:
+        self.run = run
+        self.info, self.device = dist.init_distributed(device or run.loop.device)
+        self.settings = run.loop
+        self.device_type = torch.device(self.device).type
+        self.amp = self.settings.amp and self.device_type == "cuda"
+        seed = self.settings.seed
+        # Equal initial weights on every rank (DDP also broadcasts rank 0's), then per-rank RNG.
+        torch.manual_seed(seed)
+        self.network: nn.Module = run.trainer.build_network().to(self.device)
+        torch.manual_seed(seed + self.info.rank)
+        np.random.seed((seed + self.info.rank) % 2**32)
+        random.seed(seed + self.info.rank)
+        self.model = dist.wrap(self.network, self.info, self.device)
+        self.optimizer = torch.optim.SGD(
+            self.network.parameters(),
+            lr=self.settings.initial_lr,
+            momentum=self.settings.momentum,
+            weight_decay=self.settings.weight_decay,
+            nesterov=True,
+        )
+        self.scaler = torch.amp.GradScaler(self.device_type, enabled=self.amp)
+        self.state = LoopState(total_epochs=self.settings.epochs)
+        self.spec = output_spec(run.dataset)
+        if self.info.is_main:
+            run.fold_folder.mkdir(parents=True, exist_ok=True)
+        self.log = ProgressLog(run.fold_folder, echo=echo, write=self.info.is_main)
+
+    # ---- checkpoints ---------------------------------------------------------------------------
+    def checkpoint(self) -> dict[str, Any]:
+        return {
+            "network": self.network.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "grad_scaler": self.scaler.state_dict(),
+            "loop_state": {**self.state.__dict__},
+            "rng": capture_rng_state(),
+            "train_config": self.train_config(),
+        }
+
+    def train_config(self) -> dict[str, Any]:
+        config = self.run.train_config()
+        config["loop"]["epochs"] = self.state.total_epochs
+        return config
+
+    def save(self, *which: str) -> None:
+        if not self.info.is_main:
+            return
+        state = self.checkpoint()
+        for name in which:
+            save_checkpoint(checkpoint_path(self.run.fold_folder, name), state)
+
+    def restore(self, path: Path) -> None:
+        state = load_checkpoint(path, map_location=self.device)
+        try:
+            self.network.load_state_dict(state["network"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise bad_file(
+                path,
+                f"does not fit this run ({str(exc).splitlines()[0][:100]})",
+                "resume only with the settings the run was started with",
+            ) from None
+        if state.get("grad_scaler"):
+            self.scaler.load_state_dict(state["grad_scaler"])
+        self.state = LoopState(**state["loop_state"])
+        self.log.history = list(self.state.history)
+        restore_rng_state(state["rng"])
+        self.log.log(f"resumed from {path.name} at epoch {self.state.epoch}")
+
+    def load_pretrained(self, path: Path) -> None:
+        """Copy every weight whose name and shape match (new heads stay freshly initialised)."""
+        source = load_checkpoint(path)["network"]
+        own = self.network.state_dict()
+        matched = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+        if not matched:
+            raise bad_file(
+                path,
+                "shares no weights with this network",
+                "pick a checkpoint of a similar network",
+            )
+        own.update(matched)
+        self.network.load_state_dict(own)
+        self.log.log(f"pretrained weights: {len(matched)}/{len(own)} tensors from {path}")
+
+    # ---- one epoch -----------------------------------------------------------------------------
+    def _epoch_time_limit(self) -> float | None:
+        """Under a time budget, epoch 0 ends early once it has used 1/BUDGET_MIN_EPOCHS of the
+        budget, so that even a short budget gives enough epochs for the LR schedule to decay
+        (on a CPU one nnU-Net epoch of 250 steps can take longer than the whole budget)."""
+        budget = self.settings.time_budget_s
+        if budget is None or self.state.iterations_per_epoch:
+            return None
+        return budget / BUDGET_MIN_EPOCHS
+
+    def _val_iterations(self) -> int:
+        """Validation batches per epoch: the setting, else a fifth of the steps per epoch."""
+        if self.settings.val_iterations is not None:
+            return self.settings.val_iterations
+        return max(1, (self.state.iterations_per_epoch or self.settings.iterations_per_epoch) // 5)
+
+    def train_epoch(self, batches: Any) -> tuple[float, float]:
+        """``iterations_per_epoch`` optimiser steps; returns (mean loss, seconds spent waiting
+        for data)."""
+        self.model.train()
+        losses, wait = [], 0.0
+        limit, started = self._epoch_time_limit(), time.perf_counter()
+        steps = self.state.iterations_per_epoch or self.settings.iterations_per_epoch
+        for _ in range(steps):
+            if limit is not None and losses and time.perf_counter() - started > limit:
+                break
+            start = time.perf_counter()
+            batch = _to_device(next(batches), self.device)
+            wait += time.perf_counter() - start
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(self.device_type, enabled=self.amp):
+                loss, _ = self.run.trainer.training_step(self.model, batch)
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.network.parameters(), self.settings.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            losses.append(float(loss.detach()))
+        if not self.state.iterations_per_epoch:
+            self.state.iterations_per_epoch = dist.broadcast_int(len(losses), self.info)
+        return float(np.mean(losses)), wait
+
+    @torch.no_grad()
+    def validate_epoch(self, batches: Any) -> tuple[float, list[float]]:
+        """Validation loss and pseudo-Dice per output over ``val_iterations`` batches."""
+        self.model.eval()
+        captured: list[Any] = []
+        hook = self.network.register_forward_hook(lambda _m, _i, out: captured.append(out))
+        losses, counts = [], torch.zeros(len(self.spec.regions), 3, dtype=torch.long)
+        try:
+            for _ in range(self._val_iterations()):
+                batch = _to_device(next(batches), self.device)
+                captured.clear()
+                with torch.autocast(self.device_type, enabled=self.amp):
+                    loss, _ = self.run.trainer.training_step(self.model, batch)
+                    logits = captured[-1] if captured else None
+                    if not isinstance(logits, torch.Tensor) or logits.shape[1] != len(
+                        self.spec.names
+                    ):
+                        logits = self.run.trainer.predict_logits(self.model, batch["data"])
+                losses.append(float(loss))
+                counts += dice_counts(
+                    logits.float(), batch["target"], self.spec.activation, self.spec.regions
+                )
+        finally:
+            hook.remove()
+        summed = torch.tensor([float(np.sum(losses)), float(len(losses))], dtype=torch.float64)
+        dist.all_reduce_sum(summed, self.info)
+        dist.all_reduce_sum(counts, self.info)
+        return float(summed[0] / summed[1]), dice_from_counts(counts)
+
+    # ---- the run -------------------------------------------------------------------------------
+    def fit(self) -> None:
+        """Train from ``state.epoch`` to ``state.total_epochs`` (fitted to the time budget)."""
+        s, run = self.settings, self.run
+        if self.state.epoch >= self.state.total_epochs:
+            return
+        # Under DDP the planned batch is split over the processes (as nnU-Net does), so the
+        # optimiser sees the batch size the learning rate was tuned for.
+        batch_size = max(
+            1, math.ceil((s.batch_size or run.config.batch_size) / self.info.world_size)
+        )
+        common: dict[str, Any] = {
+            "folder": run.data_folder,
+            "config": run.config,
+            "channels": run.channels,
+            "batch_size": batch_size,
+            "oversample_foreground": s.oversample_foreground,
+            "seed": s.seed,
+            "rank": self.info.rank,
+        }
+        train_data = PatchBatches(
+            case_ids=run.train_cases, stream="train", augment=s.augment, **common
+        )
+        val_data = PatchBatches(case_ids=run.val_cases, stream="val", augment=False, **common)
+        pin = self.device_type == "cuda"
+        workers = s.num_workers
+        train_it = iter(
+            batch_loader(
+                train_data,
+                self.state.epoch * (self.state.iterations_per_epoch or s.iterations_per_epoch),
+                workers,
+                pin,
+            )
+        )
+        val_it = iter(
+            batch_loader(
+                val_data, self.state.epoch * self._val_iterations(), min(workers, 1), pin
+            )
+        )
+        self.log.log(
+            f"training {run.trainer.name} {run.config.name} fold {run.fold}: "
+            f"{len(run.train_cases)} train / {len(run.val_cases)} val cases, batch "
+            f"{batch_size}, patch {tuple(run.config.patch_size)}, device {self.device}, "
+            f"{workers} loader workers, world size {self.info.world_size}"
+        )
+        while self.state.epoch < self.state.total_epochs:
+            epoch, started = self.state.epoch, time.perf_counter()
+            lr = warmup_poly_lr(
+                epoch, self.state.total_epochs, s.initial_lr, s.poly_exponent, s.warmup_fraction
+            )
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            train_loss, wait = self.train_epoch(train_it)
+            train_seconds = time.perf_counter() - started
+            val_loss, dice = self.validate_epoch(val_it)
+            finite = [d for d in dice if not math.isnan(d)]
+            mean_dice = float(np.mean(finite)) if finite else 0.0
+            ema = (
+                mean_dice
+                if self.state.ema_dice is None
+                else (s.ema_momentum * self.state.ema_dice + (1 - s.ema_momentum) * mean_dice)
+            )
+            seconds = time.perf_counter() - started
+            entry = {
+                "epoch": epoch,
+                "lr": lr,
+                "train_loss": train_loss,
+                "val_loss": val_loss,
+                "pseudo_dice": dice,
+                "ema_dice": ema,
+                "epoch_time_s": seconds,
+                "train_time_s": train_seconds,
+                "data_wait_s": wait,
+            }
+            self.log.record(entry)
+            self.state = LoopState(
+                epoch + 1,
+                self.state.total_epochs,
+                ema,
+                self.state.best_ema,
+                self.state.elapsed_s + seconds,
+                list(self.log.history),
+                self.state.iterations_per_epoch,
+            )
+            if s.time_budget_s is not None:
+                total = fit_epochs_to_budget(self.state.history, s.time_budget_s, s.epochs)
+                self.state.total_epochs = dist.broadcast_int(total, self.info)
+            self.log.log(
+                f"epoch {epoch}: lr {lr:.5f}, train loss {train_loss:.4f}, "
+                f"val loss {val_loss:.4f}, "
+                "pseudo Dice "
+                + " ".join(f"{n} {d:.4f}" for n, d in zip(self.spec.names, dice, strict=True))
+                + f", EMA {ema:.4f}, {seconds:.1f} s ({wait:.2f} s waiting for data), "
+                f"{self.state.total_epochs} epochs planned"
+            )
+            best = ema > self.state.best_ema
+            if best:
+                self.state.best_ema = ema
+            self.save(*(("latest", "best") if best else ("latest",)))
+            if self.info.is_main:
+                self.log.maybe_plot()
+        with contextlib.suppress(Exception):
+            del train_it, val_it
+
+
+def train(
+    run: TrainingRun, *, resume: bool = False, pretrained: Path | None = None, echo: bool = True
+) -> Path:
+    """Train ``run`` (resume / pretrained as asked), write the final checkpoint and validate.
+
+    Returns the fold folder. Only rank 0 writes files; under torchrun every rank trains.
+    """
+    loop = Loop(run, echo=echo)
+    folder = run.fold_folder
+    final, latest = checkpoint_path(folder, "final"), checkpoint_path(folder, "latest")
+    if loop.info.is_main:
+        write_run_files(run)
+    if resume and (final.is_file() or latest.is_file()):
+        loop.restore(final if final.is_file() else latest)
+    elif resume:
+        loop.log.log("no checkpoint to resume from; starting a new run")
+    elif pretrained is not None:
+        loop.load_pretrained(pretrained)
+    loop.fit()
+    if loop.info.is_main:
+        loop.save("final")
+        loop.log.plot()
+        write_run_files(run, loop.train_config())
+    dist.barrier(loop.info)
+    if loop.info.is_main:
+        from tumorseg.training.validation import validate_fold
+
+        summary = validate_fold(run, loop.network, loop.device, log=loop.log.log)
+        loop.log.log(
+            "validation mean: "
+            + ", ".join(f"{r} Dice {m.get('dice')}" for r, m in summary["mean"].items())
+        )
+    dist.shutdown(loop.info)
+    return folder

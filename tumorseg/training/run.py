@@ -1,0 +1,199 @@
+"""A training run's folder: resolving what to train, writing its files, re-loading the model.
+
+::
+
+    RESULTS/DatasetXXX_Name/<trainer>[-<hash8>]__<plans>__<configuration>/
+        plans.json, dataset.json          copies, so inference needs only this folder
+        fold_<k>/  train_config.json, log.txt, progress.png, checkpoint_{latest,best,final}.pt,
+                   validation/{CASE.nii.gz, CASE.npz, summary.json}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from tumorseg import __version__
+from tumorseg.constants import DEFAULT_PLANS_NAME
+from tumorseg.data.dataset_json import DatasetJson
+from tumorseg.errors import bad_file
+from tumorseg.paths import Roots, find_dataset
+from tumorseg.planning.plans import ConfigurationPlan, Plans
+from tumorseg.preprocessing.storage import list_cases
+from tumorseg.training.checkpoint import checkpoint_path, load_checkpoint
+from tumorseg.training.config import (
+    LoopSettings,
+    fold_folder_name,
+    non_default,
+    read_train_config,
+    run_folder_name,
+    settings_hash,
+)
+from tumorseg.training.splits import SPLITS_FILE, fold_cases, load_or_create_splits
+from tumorseg.training.trainers import build_trainer, trainer_class
+from tumorseg.training.trainers.base import Trainer, TrainerContext
+from tumorseg.utils.atomic import write_json
+
+
+@dataclass
+class TrainingRun:
+    """Everything resolved before the first step; ``train_config`` is what gets written."""
+
+    dataset_name: str
+    preprocessed_folder: Path
+    data_folder: Path
+    plans: Plans
+    config: ConfigurationPlan
+    dataset: DatasetJson
+    trainer: Trainer
+    loop: LoopSettings
+    fold: int | str
+    train_cases: list[str]
+    val_cases: list[str]
+    run_folder: Path
+    raw_labels_folder: Path | None
+
+    @property
+    def fold_folder(self) -> Path:
+        return self.run_folder / fold_folder_name(self.fold)
+
+    @property
+    def channels(self) -> tuple[int, ...]:
+        return tuple(self.trainer.context.channels)
+
+    def train_config(self) -> dict[str, Any]:
+        """The fully resolved settings (keys fixed by the cross-team interface)."""
+        return {
+            "dataset_name": self.dataset_name,
+            "plans_name": self.plans.plans_name,
+            "configuration": self.config.name,
+            "fold": self.fold,
+            "trainer": self.trainer.name,
+            "trainer_settings": dataclasses.asdict(self.trainer.settings),
+            "loop": self.loop.to_dict(),
+            "channels": list(self.channels),
+            "output_activation": self.trainer.output_activation,
+            "output_names": list(self.trainer.output_names),
+            "tumorseg_version": __version__,
+        }
+
+
+def read_plans(preprocessed_folder: Path, plans_name: str) -> Plans:
+    path = preprocessed_folder / f"{plans_name}.json"
+    if not path.is_file():
+        raise bad_file(
+            path,
+            "plans not found (dataset not planned)",
+            f"run `tumorseg plan {preprocessed_folder.name}` first",
+        )
+    return Plans.read(path)
+
+
+def prepare_run(
+    roots: Roots,
+    dataset: str,
+    configuration: str,
+    fold: int | str,
+    trainer_name: str = "default",
+    plans_name: str = DEFAULT_PLANS_NAME,
+    trainer_settings: dict[str, Any] | None = None,
+    loop_values: dict[str, Any] | None = None,
+) -> TrainingRun:
+    """Resolve dataset, plans, splits, trainer and settings; nothing is written but the splits.
+
+    ``loop_values`` override ``LoopSettings`` fields on top of the trainer's ``loop_defaults``.
+    Raises one-line ``TumorsegError`` for every user mistake (unplanned or unpreprocessed
+    dataset, unknown trainer or setting, fold out of range ...).
+    """
+    folder = find_dataset(dataset, roots.preprocessed)
+    plans = read_plans(folder, plans_name)
+    config = plans.configuration(configuration)
+    dataset_json = DatasetJson.read(folder / "dataset.json")
+    data_folder = folder / config.data_identifier
+    case_ids = list_cases(data_folder)
+    if not case_ids:
+        raise bad_file(
+            data_folder,
+            "holds no preprocessed cases",
+            f"run `tumorseg preprocess {folder.name} -c {configuration}` first",
+        )
+    cls = trainer_class(trainer_name)
+    context = TrainerContext(plans, config, dataset_json, tuple(range(dataset_json.num_channels)))
+    trainer = build_trainer(trainer_name, context, trainer_settings)
+    base = LoopSettings().with_values(**getattr(cls, "loop_defaults", {}))
+    loop = base.with_values(**(loop_values or {}))
+    trainer_defaults = dataclasses.asdict(cls.settings_class())
+    digest = settings_hash(
+        non_default(dataclasses.asdict(trainer.settings), trainer_defaults),
+        non_default(loop.to_dict(), base.to_dict()),
+    )
+    splits = load_or_create_splits(folder, case_ids)
+    train_cases, val_cases = fold_cases(splits, fold, case_ids, folder / SPLITS_FILE)
+    raw_labels = roots.raw / folder.name / "labelsTr"
+    name = run_folder_name(trainer.name, plans.plans_name, config.name, digest)
+    return TrainingRun(
+        dataset_name=folder.name,
+        preprocessed_folder=folder,
+        data_folder=data_folder,
+        plans=plans,
+        config=config,
+        dataset=dataset_json,
+        trainer=trainer,
+        loop=loop,
+        fold=fold,
+        train_cases=train_cases,
+        val_cases=val_cases,
+        run_folder=roots.results / folder.name / name,
+        raw_labels_folder=raw_labels if raw_labels.is_dir() else None,
+    )
+
+
+def write_run_files(run: TrainingRun, train_config: dict[str, Any] | None = None) -> None:
+    """Copy plans + dataset.json into the run folder and write the fold's ``train_config.json``.
+
+    The copies are written atomically and are identical for every fold, so concurrent folds
+    may race on them harmlessly.
+    """
+    run.fold_folder.mkdir(parents=True, exist_ok=True)
+    run.plans.write(run.run_folder / "plans.json")
+    run.dataset.write(run.run_folder / "dataset.json")
+    write_json(run.fold_folder / "train_config.json", train_config or run.train_config())
+
+
+def load_trained_model(
+    fold_folder: Path,
+    checkpoint: str = "final",
+    device: str = "cpu",
+    plans_root: Path | None = None,
+) -> tuple[Trainer, nn.Module, ConfigurationPlan, Plans]:
+    """Re-build a trained fold for inference: ``(trainer, network in eval mode, config, plans)``.
+
+    Reads ``train_config.json`` of ``fold_folder`` and ``plans.json`` + ``dataset.json`` from
+    ``plans_root`` (default: the run folder, ``fold_folder.parent``). ``checkpoint`` is
+    ``final``, ``best``, ``latest`` or a path to a ``.pt`` file.
+    """
+    fold_folder = Path(fold_folder)
+    train_config = read_train_config(fold_folder)
+    source = Path(plans_root) if plans_root is not None else fold_folder.parent
+    plans = Plans.read(source / "plans.json")
+    dataset_json = DatasetJson.read(source / "dataset.json")
+    config = plans.configuration(train_config["configuration"])
+    context = TrainerContext(plans, config, dataset_json, tuple(train_config["channels"]))
+    trainer = build_trainer(train_config["trainer"], context, train_config["trainer_settings"])
+    network = trainer.build_network()
+    state = load_checkpoint(checkpoint_path(fold_folder, checkpoint), map_location=device)
+    try:
+        network.load_state_dict(state["network"])
+    except RuntimeError as exc:
+        raise bad_file(
+            checkpoint_path(fold_folder, checkpoint),
+            f"weights do not fit the network of train_config.json ({str(exc).splitlines()[0]})",
+            "use the checkpoint of this run folder",
+        ) from None
+    network.to(device)
+    network.eval()
+    return trainer, network, config, plans

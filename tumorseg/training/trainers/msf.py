@@ -1,0 +1,174 @@
+"""The MSF trainer: MU-Net (Zhang et al.; ``seeds/msf_unet_zhang.txt``) for 2d and 2.5d plans.
+
+Network: :class:`tumorseg.networks.msf_unet.MSFUNet`, a U-Net with the plan's topology whose
+decoder fuses skip ``x`` and upsampled ``y`` with the MSF module
+(``p1*x + p2*y + p3 + g*x + (1-g)*y``, ``g = sigmoid(ca + sa)``). ``use_msf=False`` builds the
+plain U-Net of the default trainer instead (the ablation: concatenation decoder, otherwise the
+same network).
+
+Inputs: any modality subset. ``modalities`` (comma-separated names, e.g. ``"T1c,FLAIR"`` as in
+the paper) picks channels by name among the run's channels ``context.channels``; empty = all of
+them. For 2.5d each chosen modality brings its ``2K + 1`` slices.
+
+Loss: Dice + BCE on sigmoid regions (BraTS) or Dice + CE on softmax labels, as the default
+trainer. Deep supervision is off by default because the paper's U-Net has none; it is a setting.
+The paper trains with Adam for 200 iterations; tumorseg keeps the loop's SGD + poly schedule so
+that MSF is compared with the default trainer under one optimiser.
+
+Choices the paper leaves open (each a setting, see :mod:`tumorseg.networks.msf`): attention
+input ``msf_attention_input`` (``"merge"`` = the fused ``p1*x + p2*y + p3``, default, or
+``"sum"`` = ``x + y``), initial scalars ``msf_p1_init = msf_p2_init = 1``, ``msf_p3_init = 0``,
+channel-attention reduction ratio ``msf_reduction = 16`` (at least 4 hidden units), spatial
+kernel ``msf_spatial_kernel = 7``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import nn
+
+from tumorseg.constants import Configuration, TrainerName
+from tumorseg.networks import build_network
+from tumorseg.networks.msf_unet import MSFUNet
+from tumorseg.training.segmentation import (
+    full_resolution,
+    mean_pseudo_dice,
+    output_spec,
+    segmentation_loss,
+)
+from tumorseg.training.trainers.base import Batch, TrainerContext
+from tumorseg.training.trainers.channels import input_indices, modality_positions, parse_modalities
+
+
+@dataclass(frozen=True)
+class MSFSettings:
+    """Settings of the msf trainer (written to ``train_config.json``)."""
+
+    # Modalities fed to the network, comma-separated (paper: "T1c,FLAIR"); "" = all channels.
+    modalities: str = ""
+    # MSF fusion in the decoder; False = plain concatenation U-Net (the ablation).
+    use_msf: bool = True
+    # Tensor feeding channel and spatial attention: "merge" (p1*x + p2*y + p3) or "sum" (x + y).
+    msf_attention_input: Literal["merge", "sum"] = "merge"
+    # Channel-attention bottleneck ratio r (hidden = max(C // r, 4)); 16 as in CBAM.
+    msf_reduction: int = 16
+    # Spatial-attention kernel (paper/CBAM: 7x7).
+    msf_spatial_kernel: int = 7
+    # Initial p1, p2, p3: start as x + y plus the gated mix.
+    msf_p1_init: float = 1.0
+    msf_p2_init: float = 1.0
+    msf_p3_init: float = 0.0
+    # Deep supervision on the decoder stages (the paper's U-Net has none).
+    deep_supervision: bool = False
+    # Pool the batch into one Dice per output; None = batch Dice (2d slices, as nnU-Net).
+    batch_dice: bool | None = None
+    # Loss weights of Dice and (B)CE, as the default trainer.
+    dice_weight: float = 1.0
+    ce_weight: float = 1.0
+    # Dice smoothing: keeps the loss defined on patches without foreground.
+    smooth: float = 1e-5
+
+    def __post_init__(self) -> None:
+        if self.dice_weight < 0 or self.ce_weight < 0 or self.dice_weight + self.ce_weight == 0:
+            raise ValueError("dice_weight and ce_weight must be >= 0 and not both 0")
+        if self.msf_reduction < 1:
+            raise ValueError("msf_reduction must be >= 1")
+        if self.msf_spatial_kernel < 1 or self.msf_spatial_kernel % 2 == 0:
+            raise ValueError("msf_spatial_kernel must be a positive odd number")
+        if self.smooth < 0:
+            raise ValueError("smooth must be >= 0")
+        parse_modalities(self.modalities, TrainerName.MSF.value, "modalities")
+
+
+class MSFTrainer:
+    """MU-Net with MSF decoder fusion on any modality subset (see the module docstring)."""
+
+    name: ClassVar[str] = TrainerName.MSF.value
+    supported_configurations: ClassVar[tuple[str, ...]] = ("2d", "2.5d")
+    settings_class: ClassVar[type] = MSFSettings
+    loop_defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, context: TrainerContext, settings: MSFSettings | None = None) -> None:
+        self.context = context
+        self.settings = settings or MSFSettings()
+        self.spec = output_spec(context.dataset)
+        self.output_activation: Literal["sigmoid", "softmax"] = self.spec.activation
+        self.output_names: tuple[str, ...] = self.spec.names
+        wanted = parse_modalities(self.settings.modalities, self.name, "modalities")
+        slices = context.configuration.input_channels_per_modality
+        if wanted:
+            positions = modality_positions(context, wanted, self.name, "'modalities'")
+        else:
+            positions = tuple(range(len(context.channels)))
+        # Network input indices within the loop's batch (None: the batch is used as it is).
+        indices = input_indices(positions, slices)
+        self.input_indices: tuple[int, ...] | None = (
+            None if indices == tuple(range(len(context.channels) * slices)) else indices
+        )
+        self.in_channels = len(indices)
+
+    @property
+    def batch_dice(self) -> bool:
+        if self.settings.batch_dice is not None:
+            return bool(self.settings.batch_dice)
+        return self.context.configuration.configuration in (
+            Configuration.TWO_D,
+            Configuration.TWO_HALF_D,
+        )
+
+    def build_network(self) -> nn.Module:
+        """MU-Net (or the plain U-Net with ``use_msf=False``) on the chosen channels."""
+        s = self.settings
+        config = self.context.configuration
+        if not s.use_msf:
+            return build_network(
+                "unet",
+                topology=config.topology,
+                in_channels=self.in_channels,
+                out_channels=self.spec.n_outputs,
+                spatial_dims=config.spatial_dims,
+                deep_supervision=s.deep_supervision,
+            )
+        return MSFUNet(
+            config.topology,
+            self.in_channels,
+            self.spec.n_outputs,
+            deep_supervision=s.deep_supervision,
+            msf_reduction=s.msf_reduction,
+            msf_attention_input=s.msf_attention_input,
+            msf_init=(s.msf_p1_init, s.msf_p2_init, s.msf_p3_init),
+            msf_spatial_kernel=s.msf_spatial_kernel,
+        )
+
+    def select_inputs(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, C_run, *patch) -> (B, C_in, *patch)``: the channels of ``modalities``."""
+        if self.input_indices is None:
+            return images
+        index = torch.tensor(self.input_indices, device=images.device)
+        return images.index_select(1, index)
+
+    def training_step(
+        self, network: nn.Module, batch: Batch
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss of ``batch["data"] (B, C_run, X, Y)`` against ``batch["target"] (B, 1, X, Y)``."""
+        s = self.settings
+        target = batch["target"]
+        outputs = network(self.select_inputs(batch["data"]))
+        loss = segmentation_loss(
+            outputs,
+            target,
+            self.spec,
+            batch_dice=self.batch_dice,
+            smooth=s.smooth,
+            dice_weight=s.dice_weight,
+            ce_weight=s.ce_weight,
+        )
+        dice = mean_pseudo_dice(full_resolution(outputs), target, self.spec)
+        return loss, {"loss": float(loss.detach()), "dice": dice}
+
+    def predict_logits(self, network: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """``(B, C_run, X, Y) -> (B, K, X, Y)`` full-resolution logits (either mode)."""
+        return full_resolution(network(self.select_inputs(images)))

@@ -1,0 +1,223 @@
+"""The modality-pairing trainer (Wang et al., BraTS 2020; ``seeds/modality_pairing_wang.txt``).
+
+Network: :class:`tumorseg.networks.pairing.ModalityPairingNet`, two cross-connected 3D U-Net
+branches (``branch_a`` FLAIR + T2, ``branch_b`` T1 + T1c, found by modality name) fused before
+the classifier, deep supervision on the fused outputs.
+
+Loss: ``dice_weight * Dice + ce_weight * (B)CE`` on the fused deep-supervision outputs (sigmoid
+regions with Dice + BCE for BraTS regions, softmax Dice + CE otherwise, as the default trainer)
+``+ pairing_loss_weight * L_MP`` with weights 1, 1, 0.5 as in the paper. ``L_MP`` is the
+negative Pearson correlation (paper Eq. 4) between the two branches' tensors, per sample over
+all their elements, averaged over the batch (:func:`modality_pairing_loss`).
+
+Choices the paper leaves open (each a setting):
+
+- what ``L_MP`` compares (``pairing_on``): the paper's "feature maps X^A, X^B from two
+  branches" that are fused before the classifier, i.e. each branch's final decoder features
+  ``(B, C_0, X, Y, Z)`` (``"features"``, default); ``"probabilities"`` adds a 1x1 head per
+  branch and correlates their sigmoid/softmax outputs instead;
+- connection topology: concatenation, own branch first; encoder stages take both branches'
+  previous outputs, decoder stages their own upsampled output plus both branches' skips
+  (``cross_connections``; off = two independent U-Nets fused only before the head);
+- branch width (``feature_scale``): 0.5 x the plan's features per branch, so the two branches
+  together cost about the memory of the single U-Net the plan's patch was sized for (the
+  paper uses a full U-Net per branch on a 64 GB GPU; set 1.0 for that);
+- warm-up: 20 of 1000 epochs in the paper, scaled to any run length as
+  ``loop_defaults["warmup_fraction"] = 0.02`` (linear warm-up, then poly decay; SGD Nesterov
+  from the loop);
+- post-processing (:meth:`PairingTrainer.postprocessing_preset`): components under 10 voxels
+  removed, enhancing tumour below ``et_threshold`` voxels relabelled necrosis (the paper gives
+  no threshold; 200 voxels by default). It is not applied during training or validation;
+  apply it to predictions with ``tumorseg postprocess apply -i PRED -o OUT --preset pairing
+  --et-threshold N`` (or decide on cross-validation with ``tumorseg postprocess determine``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import nn
+
+from tumorseg.constants import TrainerName
+from tumorseg.networks.pairing import ModalityPairingNet, PairingOutput
+from tumorseg.training.segmentation import (
+    full_resolution,
+    mean_pseudo_dice,
+    output_spec,
+    segmentation_loss,
+)
+from tumorseg.training.trainers.base import Batch, TrainerContext
+from tumorseg.training.trainers.channels import modality_positions, parse_modalities
+
+#: Paper: 20 warm-up epochs of 1000.
+PAPER_WARMUP_FRACTION = 0.02
+
+
+def modality_pairing_loss(
+    branch_a: torch.Tensor, branch_b: torch.Tensor, eps: float = 1e-6
+) -> torch.Tensor:
+    """Negative Pearson correlation of two branch tensors, per sample, averaged over the batch.
+
+    Args:
+        branch_a, branch_b: ``(B, *)`` tensors of equal shape (e.g. ``(B, C, X, Y, Z)``); each
+            sample is flattened over all its elements (channels and voxels).
+        eps: added to each variance sum so constant inputs give a finite loss and gradient.
+
+    Returns:
+        scalar float32 in ``[-1, 1]``: -1 for identical (or positively affine) samples, about 0
+        for independent ones, +1 for anti-correlated ones.
+    """
+    if branch_a.shape != branch_b.shape:
+        raise ValueError(f"shape mismatch: {tuple(branch_a.shape)} vs {tuple(branch_b.shape)}")
+    # float32: sums over a whole 3D patch lose precision in half precision under autocast.
+    a = branch_a.float().flatten(1)
+    b = branch_b.float().flatten(1)
+    a = a - a.mean(dim=1, keepdim=True)
+    b = b - b.mean(dim=1, keepdim=True)
+    covariance = (a * b).sum(dim=1)
+    scale = torch.sqrt(a.square().sum(dim=1) + eps) * torch.sqrt(b.square().sum(dim=1) + eps)
+    return -(covariance / scale).mean()
+
+
+@dataclass(frozen=True)
+class PairingSettings:
+    """Settings of the pairing trainer (written to ``train_config.json``)."""
+
+    # Modalities of branch A / B, comma-separated names (paper: FLAIR+T2 for the edema
+    # contrast, T1+T1c for core and enhancement).
+    branch_a: str = "FLAIR,T2"
+    branch_b: str = "T1,T1c"
+    # Cross-branch connections in encoder and decoder (the ablation switch).
+    cross_connections: bool = True
+    # Per-branch features relative to the plan (0.5: two branches ~ one U-Net's memory).
+    feature_scale: float = 0.5
+    # Deep supervision on the fused outputs of every decoder stage (paper: yes).
+    deep_supervision: bool = True
+    # Pool the batch into one Dice per output; None = per-sample Dice, as for 3d in nnU-Net.
+    batch_dice: bool | None = None
+    # Loss weights lambda_1 (Dice), lambda_2 (CE/BCE), lambda_3 (pairing), paper: 1, 1, 0.5.
+    dice_weight: float = 1.0
+    ce_weight: float = 1.0
+    pairing_loss_weight: float = 0.5
+    # What the pairing loss correlates: final branch features or per-branch probabilities.
+    pairing_on: Literal["features", "probabilities"] = "features"
+    # Dice smoothing: keeps the loss defined on patches without foreground.
+    smooth: float = 1e-5
+    # Post-processing preset: ET smaller than this (voxels) becomes necrosis.
+    et_threshold: int = 200
+
+    def __post_init__(self) -> None:
+        if min(self.dice_weight, self.ce_weight, self.pairing_loss_weight) < 0:
+            raise ValueError("loss weights must be >= 0")
+        if self.dice_weight + self.ce_weight == 0:
+            raise ValueError("dice_weight and ce_weight must not both be 0")
+        if not 0 < self.feature_scale <= 4:
+            raise ValueError("feature_scale must be in (0, 4]")
+        if self.et_threshold < 0 or self.smooth < 0:
+            raise ValueError("et_threshold and smooth must be >= 0")
+        branch_a = parse_modalities(self.branch_a, TrainerName.PAIRING.value, "branch_a")
+        branch_b = parse_modalities(self.branch_b, TrainerName.PAIRING.value, "branch_b")
+        if not branch_a or not branch_b:
+            raise ValueError("branch_a and branch_b must each name at least one modality")
+        if set(branch_a) & set(branch_b):
+            raise ValueError("branch_a and branch_b share a modality; give each its own")
+
+
+class PairingTrainer:
+    """Modality-pairing network, Dice + (B)CE + pairing loss (see the module docstring)."""
+
+    name: ClassVar[str] = TrainerName.PAIRING.value
+    supported_configurations: ClassVar[tuple[str, ...]] = ("3d_fullres", "3d_lowres")
+    settings_class: ClassVar[type] = PairingSettings
+    loop_defaults: ClassVar[dict[str, Any]] = {"warmup_fraction": PAPER_WARMUP_FRACTION}
+
+    def __init__(self, context: TrainerContext, settings: PairingSettings | None = None) -> None:
+        self.context = context
+        self.settings = settings or PairingSettings()
+        self.spec = output_spec(context.dataset)
+        self.output_activation: Literal["sigmoid", "softmax"] = self.spec.activation
+        self.output_names: tuple[str, ...] = self.spec.names
+        # Positions of each branch's modalities among the input channels.
+        self.branch_channels: tuple[tuple[int, ...], tuple[int, ...]] = (
+            self._positions("branch_a", self.settings.branch_a),
+            self._positions("branch_b", self.settings.branch_b),
+        )
+
+    def build_network(self) -> nn.Module:
+        """The two-branch network; inputs are ``(B, len(context.channels), X, Y, Z)``."""
+        s = self.settings
+        return ModalityPairingNet(
+            self.context.configuration.topology,
+            self.branch_channels,
+            self.spec.n_outputs,
+            feature_scale=s.feature_scale,
+            cross_connections=s.cross_connections,
+            deep_supervision=s.deep_supervision,
+            branch_heads=s.pairing_on == "probabilities" and s.pairing_loss_weight > 0,
+        )
+
+    def training_step(
+        self, network: nn.Module, batch: Batch
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss of ``batch["data"] (B, C, X, Y, Z)`` against ``batch["target"] (B, 1, X, Y, Z)``.
+
+        Logs ``loss``, ``dice`` (pseudo-Dice of the fused full-resolution output),
+        ``segmentation_loss`` and ``pairing_loss`` (``L_MP`` before weighting). In eval mode
+        (the loop's validation loss) the network returns fused logits only, so the loss is the
+        segmentation term of the full-resolution output alone.
+        """
+        s = self.settings
+        target = batch["target"]
+        output = network(batch["data"])
+        branches = output if isinstance(output, PairingOutput) else None
+        logits = branches.logits if branches is not None else [full_resolution(output)]
+        seg = segmentation_loss(
+            logits,
+            target,
+            self.spec,
+            batch_dice=bool(s.batch_dice),
+            smooth=s.smooth,
+            dice_weight=s.dice_weight,
+            ce_weight=s.ce_weight,
+        )
+        loss = seg
+        logs = {"segmentation_loss": float(seg.detach())}
+        if branches is not None and s.pairing_loss_weight > 0:
+            pairing = modality_pairing_loss(*self._pairing_tensors(branches))
+            loss = seg + s.pairing_loss_weight * pairing
+            logs["pairing_loss"] = float(pairing.detach())
+        logs["loss"] = float(loss.detach())
+        logs["dice"] = mean_pseudo_dice(logits[0], target, self.spec)
+        return loss, logs
+
+    def predict_logits(self, network: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """``(B, C, X, Y, Z) -> (B, K, X, Y, Z)`` fused full-resolution logits (either mode)."""
+        output = network(images)
+        if isinstance(output, PairingOutput):
+            return output.logits[0]
+        return full_resolution(output)
+
+    def postprocessing_preset(self) -> dict[str, Any]:
+        """The paper's post-processing as a decision for ``tumorseg.postprocessing``.
+
+        Applied to internal label maps with ``apply_postprocessing(labels, decision, spacing)``.
+        """
+        from tumorseg.postprocessing import preset_decision
+
+        return preset_decision("pairing", et_threshold=self.settings.et_threshold)
+
+    def _positions(self, setting: str, names: str) -> tuple[int, ...]:
+        modalities = parse_modalities(names, self.name, setting)
+        return modality_positions(self.context, modalities, self.name, setting)
+
+    def _pairing_tensors(self, output: PairingOutput) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.settings.pairing_on == "features":
+            return output.branch_a, output.branch_b
+        if self.output_activation == "sigmoid":
+            return torch.sigmoid(output.branch_a.float()), torch.sigmoid(output.branch_b.float())
+        return (
+            torch.softmax(output.branch_a.float(), dim=1),
+            torch.softmax(output.branch_b.float(), dim=1),
+        )

@@ -95,15 +95,3 @@ def find_dataset(reference: str | Path, root: Path) -> Path:
         + (", ".join(p.name for p in sorted(root.glob("Dataset*_*"))) or "none")
         + ")"
     )
-
-
-def dataset_name_of(folder: Path) -> str:
-    """The ``DatasetXXX_Name`` of a dataset folder (names its preprocessed/results folders)."""
-    return folder.name
-
-
-def run_folder(
-    results: Path, dataset_name: str, trainer: str, plans: str, configuration: str
-) -> Path:
-    """``RESULTS/DatasetXXX_Name/<trainer>__<plans>__<configuration>``."""
-    return results / dataset_name / f"{trainer}__{plans}__{configuration}"

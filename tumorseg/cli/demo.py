@@ -18,7 +18,7 @@ def demo(
     ] = 4,
     time_budget: Annotated[
         str, typer.Option("--time-budget", help="Training wall-clock budget, e.g. 8m, 90s.")
-    ] = "8m",
+    ] = "10m",
     configuration: Annotated[
         str,
         typer.Option("-c", "--configuration", help="Configuration to train: 3d_fullres, 2d ..."),
@@ -52,7 +52,7 @@ def demo(
         time_budget=time_budget,
         seed=seed,
         num_workers=num_workers,
-        tta=not no_tta,
+        tta=tta,
     )
     run_demo(settings, echo=typer.echo)
 

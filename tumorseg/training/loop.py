@@ -360,7 +360,11 @@ def train(
         loop.log.plot()
         write_run_files(run, loop.train_config())
     dist.barrier(loop.info)
-    if loop.info.is_main:
+    if loop.info.is_main and run.fold == "all":
+        # Fold 'all' trains on every case, so there is nothing held out to validate on; scoring
+        # the training cases would only cost time and report an optimistic figure.
+        loop.log.log("fold all: no held-out cases, final validation skipped")
+    elif loop.info.is_main:
         from tumorseg.training.validation import validate_fold
 
         summary = validate_fold(run, loop.network, loop.device, log=loop.log.log)

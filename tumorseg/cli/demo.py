@@ -31,8 +31,8 @@ def demo(
     num_workers: Annotated[
         int, typer.Option("-np", "--num-workers", min=0, help="Background worker processes.")
     ] = 2,
-    no_tta: Annotated[
-        bool, typer.Option("--no-tta", help="Predict without mirroring TTA.")
+    tta: Annotated[
+        bool, typer.Option("--tta", help="Predict with mirroring TTA (8x slower in 3D).")
     ] = False,
 ) -> None:
     """Run the whole pipeline on the built-in synthetic data and write a Markdown report.

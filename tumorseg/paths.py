@@ -5,10 +5,10 @@ directory), and passed down as ``Path`` objects: no other module reads the envir
 
 Folder convention::
 
-    RAW/DatasetXXX_Name/{dataset.json, imagesTr/, labelsTr/, imagesTs/, recurrenceTr/, healthyTr/}
-    PREPROCESSED/DatasetXXX_Name/{dataset.json, dataset_fingerprint.json, <plans>.json,
+    RAW/DatasetNNN_Name/{dataset.json, imagesTr/, labelsTr/, imagesTs/, recurrenceTr/, healthyTr/}
+    PREPROCESSED/DatasetNNN_Name/{dataset.json, dataset_fingerprint.json, <plans>.json,
                                   splits_final.json, <data_identifier>/}
-    RESULTS/DatasetXXX_Name/<trainer>__<plans>__<configuration>/fold_<k>/
+    RESULTS/DatasetNNN_Name/<trainer>__<plans>__<configuration>/fold_<k>/
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def find_dataset(reference: str | Path, root: Path) -> Path:
     if as_path.is_dir():
         raise TumorsegError(
             f"{as_path}: no dataset.json in this folder; point at a dataset folder "
-            "(DatasetXXX_Name with dataset.json)"
+            "(DatasetNNN_Name with dataset.json)"
         )
     raise TumorsegError(
         f"{root}: no dataset {text!r} here; check the id or name, or set the root with the "

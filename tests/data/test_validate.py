@@ -101,7 +101,7 @@ def _bad_target(ds: Path) -> None:
         (lambda ds: _edit_json(ds, healthy="healthyTr"), "'healthy' is 'healthyTr' but no images"),
         (
             lambda ds: (ds / "imagesTr" / "stray.nii.gz").write_bytes(b""),
-            "stray.nii.gz: not named CASE_XXXX.nii.gz",
+            "stray.nii.gz: not named CASE_0000.nii.gz",
         ),
     ],
     ids=[

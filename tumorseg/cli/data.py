@@ -23,7 +23,7 @@ SourceArgument = Annotated[
     Path, typer.Argument(help="Folder of the downloaded source dataset.", show_default=False)
 ]
 IdOption = Annotated[
-    int, typer.Option("--id", help="Dataset id of the new dataset (0-9999): DatasetXXX_NAME.")
+    int, typer.Option("--id", help="Dataset id of the new dataset (0-9999): DatasetNNN_NAME.")
 ]
 NameOption = Annotated[
     str, typer.Option("--name", help="Name of the new dataset (letters, digits, '-', '_').")

@@ -21,7 +21,7 @@ from tumorseg.constants import DEFAULT_PLANS_NAME, Device
 
 def train(
     dataset: Annotated[
-        str, typer.Argument(help="Dataset id, DatasetXXX_Name, or path (preprocessed root).")
+        str, typer.Argument(help="Dataset id, DatasetNNN_Name, or path (preprocessed root).")
     ],
     configuration: Annotated[
         str, typer.Argument(help="Planned configuration: 2d, 2.5d, 3d_fullres, 3d_lowres.")
@@ -120,7 +120,7 @@ def train(
 
 
 def slurm(
-    dataset: Annotated[str, typer.Argument(help="Dataset id or DatasetXXX_Name.")],
+    dataset: Annotated[str, typer.Argument(help="Dataset id or DatasetNNN_Name.")],
     configurations: Annotated[list[str], typer.Argument(help="One or more configurations.")],
     folds: Annotated[str, typer.Option("--folds", help="Folds, e.g. 0-4, 0,2 or all.")] = "0-4",
     partition: Annotated[str | None, typer.Option("--partition", help="SLURM partition.")] = None,

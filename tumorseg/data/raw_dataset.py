@@ -1,6 +1,6 @@
 """A raw dataset on disk: its ``dataset.json`` and the files of each case.
 
-Case files follow nnU-Net v2: ``imagesTr/CASE_XXXX<ending>`` (4-digit channel index),
+Case files follow nnU-Net v2: ``imagesTr/CASE_0000<ending>`` (4-digit channel index),
 ``labelsTr/CASE<ending>``; tumorseg's extra targets live in their own folders with the label
 naming (``recurrenceTr/CASE<ending>``).
 """

@@ -5,7 +5,7 @@
 spacing, foreground size) and a summary. Checks:
 
 - ``dataset.json`` parses, its channel names are known MRI contrasts, ``numTraining`` matches;
-- every case has every channel (``imagesTr/CASE_XXXX``) and a label (``labelsTr/CASE``); no label
+- every case has every channel (``imagesTr/CASE_0000``) and a label (``labelsTr/CASE``); no label
   or target without images; no stray file names;
 - all files of a case are readable (a truncated ``.gz`` is caught), 3D and on one grid
   (``Geometry.mismatch`` with a tolerance), images hold no NaN/Inf;
@@ -221,7 +221,7 @@ def _layout_problems(ds: RawDataset) -> list[str]:
             match = _CHANNEL_RE.match(stem)
             if match is None or int(match.group("channel")) >= dj.num_channels:
                 problems.append(
-                    f"{path}: not named CASE_XXXX{dj.file_ending} with a channel index "
+                    f"{path}: not named CASE_0000{dj.file_ending} with a channel index "
                     f"below {dj.num_channels}; rename or remove it"
                 )
     train_ids = set(ds.case_ids("imagesTr"))

@@ -3,10 +3,10 @@
 A model zip holds one run folder, relative to the results root::
 
     tumorseg_model.json                       manifest (format, dataset, run, folds, checkpoints)
-    <DatasetXXX_Name>/<run>/plans.json
-    <DatasetXXX_Name>/<run>/dataset.json
-    <DatasetXXX_Name>/<run>/fold_<k>/train_config.json
-    <DatasetXXX_Name>/<run>/fold_<k>/checkpoint_<name>.pt
+    <DatasetNNN_Name>/<run>/plans.json
+    <DatasetNNN_Name>/<run>/dataset.json
+    <DatasetNNN_Name>/<run>/fold_<k>/train_config.json
+    <DatasetNNN_Name>/<run>/fold_<k>/checkpoint_<name>.pt
 
 Installing never trusts the archive: absolute paths, ``..`` components, links and entries
 outside the declared run folder are rejected before anything is written, the run folder

@@ -1,6 +1,6 @@
 """Locating trained runs and their folds under the results root.
 
-A run folder is ``RESULTS/<DatasetXXX_Name>/<trainer>[-<hash8>]__<plans>__<configuration>/``, the
+A run folder is ``RESULTS/<DatasetNNN_Name>/<trainer>[-<hash8>]__<plans>__<configuration>/``, the
 optional hash naming runs trained with non-default settings; its folds are ``fold_<k>`` and
 ``fold_all``.
 """
@@ -17,7 +17,7 @@ from tumorseg.paths import find_dataset
 
 
 def find_results_dataset(reference: str, results: Path) -> Path:
-    """The ``RESULTS/<DatasetXXX_Name>`` folder of a dataset given by id, name or path."""
+    """The ``RESULTS/<DatasetNNN_Name>`` folder of a dataset given by id, name or path."""
     try:
         return find_dataset(reference, results)
     except TumorsegError:

@@ -1,6 +1,6 @@
 """The `plan` and `preprocess` workflows: fingerprint -> plans -> preprocessed data.
 
-Outputs go to ``PREPROCESSED/<DatasetXXX_Name>/``: ``dataset.json`` (a copy, so training needs
+Outputs go to ``PREPROCESSED/<DatasetNNN_Name>/``: ``dataset.json`` (a copy, so training needs
 no raw data), ``dataset_fingerprint.json``, ``<plans_name>.json`` and one folder per data
 identifier.
 """

@@ -103,7 +103,7 @@ class Plans:
     schema_version: int
     # Name of this plans file without '.json' (several plans may coexist, e.g. for a GPU size).
     plans_name: str
-    # The dataset these plans belong to (DatasetXXX_Name).
+    # The dataset these plans belong to (DatasetNNN_Name).
     dataset_name: str
     # Channel names in channel order, as in dataset.json.
     channel_names: tuple[str, ...]

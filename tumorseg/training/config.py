@@ -4,7 +4,7 @@ Settings are a frozen dataclass whose fields say why they exist. A run's folder 
 the trainer, the plans and the configuration; runs whose settings differ from the defaults get a
 short hash of those non-default settings in the name, so two different runs never share a folder:
 
-    RESULTS/DatasetXXX_Name/<trainer>[-<hash8>]__<plans>__<configuration>/fold_<k>/
+    RESULTS/DatasetNNN_Name/<trainer>[-<hash8>]__<plans>__<configuration>/fold_<k>/
 """
 
 from __future__ import annotations

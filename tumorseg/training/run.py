@@ -2,7 +2,7 @@
 
 ::
 
-    RESULTS/DatasetXXX_Name/<trainer>[-<hash8>]__<plans>__<configuration>/
+    RESULTS/DatasetNNN_Name/<trainer>[-<hash8>]__<plans>__<configuration>/
         plans.json, dataset.json          copies, so inference needs only this folder
         fold_<k>/  train_config.json, log.txt, progress.png, checkpoint_{latest,best,final}.pt,
                    validation/{CASE.nii.gz, CASE.npz, summary.json}

@@ -210,7 +210,7 @@ def convert_brats(
     label_convention: LabelConvention | None = None,
     num_processes: int = 1,
 ) -> ConversionResult:
-    """Convert BraTS data under ``src`` into ``raw_root/DatasetXXX_Name``.
+    """Convert BraTS data under ``src`` into ``raw_root/DatasetNNN_Name``.
 
     ``label_convention`` overrides the convention guessed from the file names; ``num_processes``
     converts cases in parallel. Raises a one-line ``TumorsegError`` on any bad input; nothing is

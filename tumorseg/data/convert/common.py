@@ -3,7 +3,7 @@
 Every converter reads a source layout, checks each case (readable files, one geometry per case,
 finite intensities, known label values) and writes a tumorseg / nnU-Net v2 raw dataset::
 
-    RAW/DatasetXXX_Name/{dataset.json, imagesTr/CASE_XXXX.nii.gz, labelsTr/CASE.nii.gz,
+    RAW/DatasetNNN_Name/{dataset.json, imagesTr/CASE_0000.nii.gz, labelsTr/CASE.nii.gz,
                          imagesTs/..., recurrenceTr/...}
 
 The whole dataset is built in a hidden temporary folder beside its final name and renamed at the
@@ -245,7 +245,7 @@ def write_case(
     label: np.ndarray | None = None,
     targets: dict[str, np.ndarray] | None = None,
 ) -> None:
-    """Write one case: ``images{Tr,Ts}/CASE_XXXX``, ``labelsTr/CASE`` and ``<target>/CASE``.
+    """Write one case: ``images{Tr,Ts}/CASE_0000``, ``labelsTr/CASE`` and ``<target>/CASE``.
 
     ``targets`` maps a target folder name (``recurrenceTr``) to its binary mask. A case without a
     label goes to ``imagesTs``.
@@ -291,7 +291,7 @@ def map_cases(
 
 @contextlib.contextmanager
 def open_dataset(raw_root: Path, dataset_id: int, name: str, force: bool) -> Iterator[Path]:
-    """Yield a temporary folder that becomes ``RAW/DatasetXXX_Name`` when the block succeeds.
+    """Yield a temporary folder that becomes ``RAW/DatasetNNN_Name`` when the block succeeds.
 
     A dataset that already uses ``dataset_id`` (under any name) is an error unless ``force``; with
     ``force`` it is removed only after the new dataset is complete, just before the rename.

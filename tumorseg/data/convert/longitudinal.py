@@ -190,7 +190,7 @@ def convert_longitudinal(
     spacing: Sequence[float] | None = None,
     num_processes: int = 1,
 ) -> ConversionResult:
-    """Convert longitudinal pairs under ``src`` into ``raw_root/DatasetXXX_Name``.
+    """Convert longitudinal pairs under ``src`` into ``raw_root/DatasetNNN_Name``.
 
     ``spacing`` (Z, Y, X) in mm replaces the header spacing of every file when given;
     ``num_processes`` converts cases in parallel.

@@ -113,7 +113,7 @@ def convert_msd(
     force: bool = False,
     num_processes: int = 1,
 ) -> ConversionResult:
-    """Convert an MSD Task01_BrainTumour folder into ``raw_root/DatasetXXX_Name``.
+    """Convert an MSD Task01_BrainTumour folder into ``raw_root/DatasetNNN_Name``.
 
     ``num_processes`` converts cases in parallel.
     """

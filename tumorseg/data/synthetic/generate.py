@@ -12,7 +12,7 @@ declares the BraTS 2021 source convention so exported predictions use 0/1/2/4)::
       recurrenceTr/CASE.nii.gz            binary: tumour core at the follow-up, outside the cavity
       followupTr/CASE_000{0..3}.nii.gz    the follow-up images (for viewing; not an input)
       # --healthy K
-      healthyTr/HEALTHY_XXX_000{0..3}.nii.gz
+      healthyTr/HEALTHY_NNN_000{0..3}.nii.gz
 
 For the recurrence task the input channels are the first time point's four images (as in the
 recurrence-prediction literature: predict from the diagnostic scan where the tumour will

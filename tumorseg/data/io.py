@@ -8,6 +8,7 @@ kept verbatim so a round trip restores the header exactly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,3 +152,31 @@ def write_image(path: Path | str, array: np.ndarray, geometry: Geometry) -> None
     image = to_sitk(array, geometry)
     with atomic_path(path) as tmp:
         sitk.WriteImage(image, str(tmp), useCompression=True)
+
+
+def read_channels(paths: Sequence[Path | str]) -> tuple[list[np.ndarray], Geometry]:
+    """Read the channel files of one case: ``([(Z, Y, X) float32] * C, geometry of channel 0)``.
+
+    Raises a one-line ``TumorsegError`` for a non-3D image or channels on different grids (the
+    networks need co-registered channels).
+    """
+    images: list[np.ndarray] = []
+    reference: Geometry | None = None
+    for path in paths:
+        array, geometry = read_image(path)
+        if array.ndim != 3:
+            raise bad_file(
+                path, f"is {array.ndim}D, expected a 3D image", "give one 3D file per channel"
+            )
+        if reference is None:
+            reference = geometry
+        elif (difference := reference.mismatch(geometry)) is not None:
+            raise bad_file(
+                path,
+                f"geometry differs from channel 0 ({difference})",
+                "resample all channels of a case onto one grid",
+            )
+        images.append(array.astype(np.float32, copy=False))
+    if reference is None:
+        raise ValueError("read_channels needs at least one path")
+    return images, reference

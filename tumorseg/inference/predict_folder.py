@@ -11,8 +11,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from tumorseg.data.dataset_json import DatasetJson
-from tumorseg.data.io import Geometry, read_image
-from tumorseg.errors import TumorsegError, bad_file
+from tumorseg.data.io import Geometry, read_channels
+from tumorseg.errors import TumorsegError
 from tumorseg.inference.export import prediction_path, write_prediction
 from tumorseg.inference.input_layout import InputCase
 
@@ -46,27 +46,7 @@ def read_case_images(case: InputCase) -> tuple[list[np.ndarray], Geometry]:
     """
     if case.problem:
         raise TumorsegError(case.problem)
-    images: list[np.ndarray] = []
-    reference: Geometry | None = None
-    for path in case.images:
-        assert path is not None  # a case without a problem has every channel
-        array, geometry = read_image(path)
-        if array.ndim != 3:
-            raise bad_file(
-                path, f"is {array.ndim}D, expected a 3D image", "give one 3D file per channel"
-            )
-        if reference is None:
-            reference = geometry
-        elif (difference := reference.mismatch(geometry)) is not None:
-            raise bad_file(
-                path,
-                f"geometry differs from {case.images[0].name if case.images[0] else 'channel 0'} "
-                f"({difference})",
-                "resample all channels of a case onto one grid",
-            )
-        images.append(array.astype(np.float32, copy=False))
-    assert reference is not None
-    return images, reference
+    return read_channels([path for path in case.images if path is not None])
 
 
 def predict_folder(

@@ -125,17 +125,9 @@ def _check_headers(case: RawCase) -> None:
 
 def _case_fingerprint(case: RawCase, samples_per_case: int, sample_intensities: bool) -> dict:
     """Fingerprint of one case (runs in a worker process)."""
-    from tumorseg.data.io import read_image
+    from tumorseg.data.io import read_channels, read_image
 
-    images = []
-    geometry = None
-    for path in case.images:
-        array, geo = read_image(path)
-        if geometry is not None and (problem := geometry.mismatch(geo)):
-            raise bad_file(path, f"geometry differs from channel 0 ({problem})", "resample it")
-        geometry = geo
-        images.append(array)
-    assert geometry is not None
+    images, geometry = read_channels(case.images)
     assert case.label is not None
     label, label_geo = read_image(case.label)
     if problem := geometry.mismatch(label_geo):

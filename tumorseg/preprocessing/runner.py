@@ -67,18 +67,10 @@ def preprocess_raw_case(
     case: RawCase, plans: Plans, config: ConfigurationPlan, folder: Path, digest: str
 ) -> str:
     """Read, preprocess and write one training case (runs in a worker); returns its id."""
-    from tumorseg.data.io import read_image
+    from tumorseg.data.io import read_channels, read_image
     from tumorseg.preprocessing.pipeline import preprocess_case
 
-    images = []
-    geometry = None
-    for path in case.images:
-        array, geo = read_image(path)
-        if geometry is not None and (problem := geometry.mismatch(geo)):
-            raise bad_file(path, f"geometry differs from channel 0 ({problem})", "resample it")
-        geometry = geo
-        images.append(array)
-    assert geometry is not None
+    images, geometry = read_channels(case.images)
     extra = {}
     label = None
     files: list[tuple[str, Path | None]] = [("label", case.label), *case.targets.items()]

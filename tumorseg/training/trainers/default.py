@@ -23,6 +23,7 @@ from tumorseg.training.segmentation import (
     segmentation_loss,
 )
 from tumorseg.training.trainers.base import Batch, TrainerContext
+from tumorseg.training.trainers.settings import check_loss_weights
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,7 @@ class DefaultSettings:
     smooth: float = 1e-5
 
     def __post_init__(self) -> None:
-        if self.dice_weight < 0 or self.ce_weight < 0 or self.dice_weight + self.ce_weight == 0:
-            raise ValueError("dice_weight and ce_weight must be >= 0 and not both 0")
+        check_loss_weights(self.dice_weight, self.ce_weight)
         if self.smooth < 0:
             raise ValueError("smooth must be >= 0")
 

@@ -41,6 +41,7 @@ from tumorseg.training.segmentation import (
 )
 from tumorseg.training.trainers.base import Batch, TrainerContext
 from tumorseg.training.trainers.channels import input_indices, modality_positions, parse_modalities
+from tumorseg.training.trainers.settings import check_loss_weights
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,7 @@ class MSFSettings:
     smooth: float = 1e-5
 
     def __post_init__(self) -> None:
-        if self.dice_weight < 0 or self.ce_weight < 0 or self.dice_weight + self.ce_weight == 0:
-            raise ValueError("dice_weight and ce_weight must be >= 0 and not both 0")
+        check_loss_weights(self.dice_weight, self.ce_weight)
         if self.msf_reduction < 1:
             raise ValueError("msf_reduction must be >= 1")
         if self.msf_spatial_kernel < 1 or self.msf_spatial_kernel % 2 == 0:

@@ -125,3 +125,9 @@ def _to_bool(value: Any) -> bool:
 def _describe(hint: Any) -> str:
     name = getattr(hint, "__name__", None)
     return name if name and typing.get_origin(hint) is None else str(hint).replace("typing.", "")
+
+
+def check_loss_weights(dice_weight: float, ce_weight: float) -> None:
+    """Validate the Dice and (B)CE weights shared by the segmentation trainers' settings."""
+    if dice_weight < 0 or ce_weight < 0 or dice_weight + ce_weight == 0:
+        raise ValueError("dice_weight and ce_weight must be >= 0 and not both 0")

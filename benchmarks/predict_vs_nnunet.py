@@ -39,8 +39,8 @@ from torch import nn
 
 from tumorseg.inference.optimize import predict_logits_function
 from tumorseg.inference.sliding_window import sliding_window_predict, tile_starts
+from tumorseg.networks.topology import NetworkTopology
 from tumorseg.networks.unet import UNet
-from tumorseg.planning.plans import NetworkTopology
 
 SHARED_BRATS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "brats2023_gli_case"
 

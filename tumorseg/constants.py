@@ -117,7 +117,7 @@ class Configuration(str, Enum):
 
 
 class TrainerName(str, Enum):
-    """Registered trainers (see ``tumorseg.training.trainers``)."""
+    """Registered trainers (see ``tumorseg.trainers``)."""
 
     DEFAULT = "default"
     PAIRING = "pairing"

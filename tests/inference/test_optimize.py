@@ -4,7 +4,7 @@ import torch
 from torch import Tensor, nn
 
 from tumorseg.inference.optimize import predict_logits_function
-from tumorseg.planning.plans import NetworkTopology
+from tumorseg.networks.topology import NetworkTopology
 
 
 class _Trainer:

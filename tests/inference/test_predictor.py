@@ -21,7 +21,8 @@ from tumorseg.inference.export import load_probabilities, to_source_labels, writ
 from tumorseg.inference.input_layout import find_input_cases
 from tumorseg.inference.predict_folder import predict_folder
 from tumorseg.inference.predictor import Predictor, probabilities_to_labels
-from tumorseg.inference.runs import find_run_folder, fold_folders, parse_folds
+from tumorseg.runs.folds import parse_folds
+from tumorseg.runs.locate import find_run_folder, fold_folders
 
 
 def test_region_probabilities_become_nested_labels() -> None:

@@ -56,8 +56,8 @@ def tiny_plans() -> Plans:
 
 def write_tiny_run(results: Path, folds: tuple[int, ...] = (0,), run: str = RUN) -> Path:
     """``RESULTS/Dataset001_Tiny/<run>`` with untrained default-trainer checkpoints."""
-    from tumorseg.training.trainers import build_trainer
-    from tumorseg.training.trainers.base import TrainerContext
+    from tumorseg.trainers import build_trainer
+    from tumorseg.trainers.base import TrainerContext
 
     plans = tiny_plans()
     dataset = tiny_dataset_json()

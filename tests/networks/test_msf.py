@@ -5,8 +5,8 @@ import torch
 
 from tumorseg.networks.msf import MultiScaleFusion
 from tumorseg.networks.msf_unet import MSFUNet
+from tumorseg.networks.topology import NetworkTopology
 from tumorseg.networks.unet import UNet
-from tumorseg.planning.plans import NetworkTopology
 
 
 def _topology_2d(features: tuple[int, ...] = (8, 16, 16)) -> NetworkTopology:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tumorseg.networks.pairing import ModalityPairingNet, PairingOutput
-from tumorseg.planning.plans import NetworkTopology
+from tumorseg.networks.topology import NetworkTopology
 
 # Input channel order T1, T1c, T2, FLAIR: branch A = FLAIR + T2, branch B = T1 + T1c.
 BRANCHES = ((3, 2), (0, 1))

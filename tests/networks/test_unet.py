@@ -17,7 +17,7 @@ from tumorseg.networks.blocks import (
     conv_op,
     norm_op,
 )
-from tumorseg.planning.plans import NetworkTopology
+from tumorseg.networks.topology import NetworkTopology
 
 # Anisotropic 3D: thick slices along axis 0, so stage 1 uses in-plane kernels and pooling.
 ANISO_3D = NetworkTopology(

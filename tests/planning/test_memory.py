@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from tumorseg.networks.memory import stage_shapes, unet_feature_map_elements
-from tumorseg.planning.plans import NetworkTopology
+from tumorseg.networks.topology import NetworkTopology
 
 
 def _topology(features: tuple[int, ...], strides: tuple[tuple[int, ...], ...]) -> NetworkTopology:

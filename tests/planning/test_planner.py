@@ -175,6 +175,6 @@ def test_show_table_lists_every_configuration() -> None:
 
 
 def test_planning_imports_no_torch() -> None:
-    code = "import sys, tumorseg.planning.experiment; print('torch' in sys.modules)"
+    code = "import sys, tumorseg.workflows.plan_and_preprocess; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -8,15 +8,17 @@ import pytest
 import torch
 
 from tumorseg.errors import TumorsegError
+from tumorseg.runs import checkpoint as files
+from tumorseg.runs.folds import parse_fold
 from tumorseg.training import checkpoint as ckpt
-from tumorseg.training.config import parse_duration, parse_fold, parse_set_values
+from tumorseg.training.config import parse_duration, parse_set_values
 
 
 def test_rng_state_round_trips_through_weights_only_load(tmp_path: Path) -> None:
     torch.manual_seed(3)
     np.random.seed(4)
     random.seed(5)
-    ckpt.save_checkpoint(tmp_path / "c.pt", {"network": {}, "rng": ckpt.capture_rng_state()})
+    files.save_checkpoint(tmp_path / "c.pt", {"network": {}, "rng": ckpt.capture_rng_state()})
     expected = (torch.rand(3), np.random.rand(3), random.random())
     torch.manual_seed(0)
     np.random.seed(0)
@@ -32,7 +34,7 @@ def test_interrupted_write_keeps_the_good_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "checkpoint_latest.pt"
-    ckpt.save_checkpoint(path, {"network": {"w": torch.ones(2)}})
+    files.save_checkpoint(path, {"network": {"w": torch.ones(2)}})
 
     def broken_save(obj: object, f: Path) -> None:
         Path(f).write_bytes(b"half a checkpoint")
@@ -40,9 +42,9 @@ def test_interrupted_write_keeps_the_good_checkpoint(
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(KeyboardInterrupt):
-        ckpt.save_checkpoint(path, {"network": {"w": torch.zeros(2)}})
+        files.save_checkpoint(path, {"network": {"w": torch.zeros(2)}})
     monkeypatch.undo()
-    assert torch.equal(ckpt.load_checkpoint(path)["network"]["w"], torch.ones(2))
+    assert torch.equal(files.load_checkpoint(path)["network"]["w"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint_latest.pt"]
 
 
@@ -52,7 +54,7 @@ def test_corrupt_checkpoint_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(
         TumorsegError, match=r"checkpoint_final\.pt: is not a readable checkpoint"
     ) as info:
-        ckpt.load_checkpoint(path)
+        files.load_checkpoint(path)
     assert "\n" not in str(info.value)
 
 

@@ -11,7 +11,8 @@ import torch
 from tests.training.tiny_preprocessed import DATASET, write_tiny_preprocessed
 from tumorseg.cli import main
 from tumorseg.paths import Roots
-from tumorseg.training.run import load_trained_model, prepare_run
+from tumorseg.runs.trained import load_trained_model
+from tumorseg.training.run import prepare_run
 
 FAST = ["--epochs", "2", "--iterations-per-epoch", "2", "--val-iterations", "1", "-np", "0"]
 FAST_LOOP = {"epochs": 2, "iterations_per_epoch": 2, "val_iterations": 1, "num_workers": 0}

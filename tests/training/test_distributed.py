@@ -10,8 +10,9 @@ import pytest
 
 from tests.training.tiny_preprocessed import DATASET, write_tiny_preprocessed
 from tumorseg.paths import Roots
+from tumorseg.runs.folds import parse_folds
 from tumorseg.training.distributed import DistInfo, init_distributed
-from tumorseg.training.slurm import SlurmJob, job_script, parse_folds
+from tumorseg.training.slurm import SlurmJob, job_script
 
 
 def test_single_process_is_not_distributed() -> None:

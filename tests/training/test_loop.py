@@ -10,12 +10,13 @@ import torch
 
 from tests.training.tiny_preprocessed import write_tiny_preprocessed
 from tumorseg.paths import Roots
+from tumorseg.runs.checkpoint import checkpoint_path, load_checkpoint
+from tumorseg.runs.naming import run_folder_name, settings_hash
+from tumorseg.trainers.schedules import poly_lr, warmup_poly_lr
 from tumorseg.training.budget import fit_epochs_to_budget
-from tumorseg.training.checkpoint import checkpoint_path, load_checkpoint
-from tumorseg.training.config import LoopSettings, run_folder_name, settings_hash
+from tumorseg.training.config import LoopSettings
 from tumorseg.training.loop import Loop
 from tumorseg.training.run import prepare_run
-from tumorseg.training.schedules import poly_lr, warmup_poly_lr
 
 LOOP = {"epochs": 2, "iterations_per_epoch": 1, "val_iterations": 1, "num_workers": 0}
 

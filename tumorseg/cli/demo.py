@@ -40,7 +40,7 @@ def demo(
     synth -> plan -> train (on a wall-clock budget) -> predict held-out cases -> evaluate ->
     report with the metrics table and overlay PNGs. About 15 minutes on a 2-core CPU.
     """
-    from tumorseg.demo import DemoSettings, run_demo
+    from tumorseg.workflows.demo import DemoSettings, run_demo
 
     settings = DemoSettings(
         workdir=workdir,

@@ -168,8 +168,8 @@ def determine(
     raw: RawOption = DEFAULT_RAW,
 ) -> None:
     """Try component removal and small-ET rules; keep those that improve the CV score."""
-    from tumorseg.evaluation.find_best import format_steps
     from tumorseg.postprocessing.determine import determine_postprocessing
+    from tumorseg.workflows.find_best import format_steps
 
     folder = _dataset(dataset, raw.expanduser().resolve())
     try:
@@ -245,7 +245,7 @@ def find_best_command(
     results: ResultsOption = DEFAULT_RESULTS,
 ) -> None:
     """Rank trained runs and their pairwise ensembles on cross-validation; pick post-processing."""
-    from tumorseg.evaluation.find_best import find_best, format_ranking
+    from tumorseg.workflows.find_best import find_best, format_ranking
 
     r = roots(raw, preprocessed, results)
     folder = _dataset(dataset, r.raw)

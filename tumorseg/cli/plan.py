@@ -100,8 +100,8 @@ def plan(
 ) -> None:
     """Fingerprint a raw dataset, plan its configurations and preprocess them."""
     from tumorseg.paths import find_dataset
-    from tumorseg.planning.experiment import plan_dataset
     from tumorseg.planning.show import format_plans
+    from tumorseg.workflows.plan_and_preprocess import plan_dataset
 
     r = roots(raw, preprocessed, DEFAULT_RESULTS)
     folder = find_dataset(dataset, r.raw)
@@ -138,7 +138,7 @@ def preprocess(
 ) -> None:
     """Preprocess configurations of existing plans (all planned ones by default); resumable."""
     from tumorseg.paths import find_dataset
-    from tumorseg.planning.experiment import preprocess_planned
+    from tumorseg.workflows.plan_and_preprocess import preprocess_planned
 
     r = roots(raw, preprocessed, DEFAULT_RESULTS)
     folder = find_dataset(dataset, r.raw)

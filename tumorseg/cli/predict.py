@@ -54,12 +54,8 @@ def _run_folds(
     folds: list[str] | None,
     checkpoint: str,
 ) -> tuple[Path, list[Path]]:
-    from tumorseg.inference.runs import (
-        find_results_dataset,
-        find_run_folder,
-        fold_folders,
-        parse_folds,
-    )
+    from tumorseg.runs.folds import parse_folds
+    from tumorseg.runs.locate import find_results_dataset, find_run_folder, fold_folders
 
     dataset_folder = find_results_dataset(dataset, results)
     run_folder = find_run_folder(dataset_folder, trainer, plans, configuration, run)
@@ -193,7 +189,7 @@ def ensemble(
 ) -> None:
     """Average the saved probabilities of several predictions (runs, configurations)."""
     from tumorseg.inference.ensemble import ensemble_folders
-    from tumorseg.inference.runs import dataset_json_for
+    from tumorseg.runs.locate import dataset_json_for
 
     dataset_json = dataset_json_for(
         dataset, raw.expanduser().resolve(), results.expanduser().resolve()

@@ -82,7 +82,8 @@ def train(
     results: ResultsOption = DEFAULT_RESULTS,
 ) -> None:
     """Train one fold; writes RESULTS/<dataset>/<trainer>__<plans>__<configuration>/fold_<k>/."""
-    from tumorseg.training.config import parse_duration, parse_fold, parse_set_values
+    from tumorseg.runs.folds import parse_fold
+    from tumorseg.training.config import parse_duration, parse_set_values
     from tumorseg.training.run import prepare_run
 
     chosen_fold = parse_fold(fold)
@@ -141,14 +142,15 @@ def slurm(
     results: ResultsOption = DEFAULT_RESULTS,
 ) -> None:
     """Write a SLURM job-array script: one `tumorseg train` task per configuration x fold."""
-    from tumorseg.training.slurm import SlurmJob, parse_folds, write_job_script
-    from tumorseg.training.trainers import trainer_class
+    from tumorseg.runs.folds import parse_folds
+    from tumorseg.trainers import trainer_class
+    from tumorseg.training.slurm import SlurmJob, write_job_script
 
     trainer_class(trainer)
     job = SlurmJob(
         dataset,
         tuple(configurations),
-        tuple(parse_folds(folds)),
+        tuple(parse_folds(folds) or parse_folds("0-4") or ()),
         roots(raw, preprocessed, results),
         trainer,
         partition,

@@ -101,10 +101,6 @@ class DatasetJson:
         return tuple(sorted(values))
 
     @property
-    def foreground_labels(self) -> tuple[int, ...]:
-        return tuple(v for v in self.label_values if v != 0)
-
-    @property
     def regions(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
         """``(name, labels)`` for every non-background entry, in file order.
 

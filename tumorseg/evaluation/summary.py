@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from tumorseg.evaluation.lesionwise import lesionwise_metrics
 from tumorseg.evaluation.metrics import EMPTY_HD95, METRICS, region_metrics
 from tumorseg.evaluation.regions import map_labels
 from tumorseg.utils.atomic import write_json, write_text
+from tumorseg.utils.parallel import run_parallel
 
 LESION_METRICS: tuple[str, ...] = ("lesion_dice", "lesion_hd95")
 
@@ -110,10 +110,6 @@ def evaluate_case(
         for region, values in lesionwise_metrics(pred, gt, regions, geometry.spacing).items():
             result[region].update({k: values[k] for k in LESION_METRICS})
     return result
-
-
-def _evaluate_case_args(args: tuple[Any, ...]) -> dict[str, dict[str, float]]:
-    return evaluate_case(*args)
 
 
 def aggregate(values: Sequence[float]) -> dict[str, float]:
@@ -195,11 +191,7 @@ def evaluate_pairs(
         (pairs[c][0], pairs[c][1], dict(regions), pred_mapping, gt_mapping, lesion_wise)
         for c in cases
     ]
-    if num_processes > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=min(num_processes, len(jobs))) as pool:
-            results = list(pool.map(_evaluate_case_args, jobs))
-    else:
-        results = [_evaluate_case_args(job) for job in jobs]
+    results = run_parallel(evaluate_case, jobs, num_processes)
     metrics = list(METRICS) + (list(LESION_METRICS) if lesion_wise else [])
     per_case = dict(zip(cases, results, strict=True))
     summary: dict[str, Any] = {

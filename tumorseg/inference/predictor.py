@@ -132,7 +132,7 @@ class Predictor:
         default: with batched tiles the eager network was as fast in our CPU measurements
         (BENCHMARKS.md), and the graph costs seconds to build per fold."""
         from tumorseg.inference.optimize import predict_logits_function
-        from tumorseg.training.run import load_trained_model
+        from tumorseg.runs.trained import load_trained_model
 
         if not fold_folders:
             raise TumorsegError("no folds to predict with; pass -f with at least one fold")

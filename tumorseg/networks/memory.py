@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from math import ceil, prod
 
-from tumorseg.planning.plans import NetworkTopology
+from tumorseg.networks.topology import NetworkTopology
 
 # Tensors stored per convolution for the backward pass: the convolution output and the
 # normalisation output (the in-place leaky ReLU shares the latter).

@@ -27,7 +27,7 @@ from tumorseg.networks.blocks import (
     kaiming_init,
 )
 from tumorseg.networks.msf import AttentionInput, MultiScaleFusion
-from tumorseg.planning.plans import NetworkTopology
+from tumorseg.networks.topology import NetworkTopology
 
 
 class MSFUNet(nn.Module):

@@ -43,7 +43,7 @@ from tumorseg.networks.blocks import (
     TransposedConvUpsample,
     kaiming_init,
 )
-from tumorseg.planning.plans import NetworkTopology
+from tumorseg.networks.topology import NetworkTopology
 
 
 class PairingOutput(NamedTuple):

@@ -8,8 +8,8 @@ from typing import Any
 from torch import nn
 
 from tumorseg.errors import TumorsegError
+from tumorseg.networks.topology import NetworkTopology
 from tumorseg.networks.unet import UNet
-from tumorseg.planning.plans import NetworkTopology
 
 NETWORKS: dict[str, Callable[..., nn.Module]] = {
     "unet": UNet,

@@ -27,7 +27,7 @@ from tumorseg.networks.blocks import (
     TransposedConvUpsample,
     kaiming_init,
 )
-from tumorseg.planning.plans import NetworkTopology
+from tumorseg.networks.topology import NetworkTopology
 
 
 class UNet(nn.Module):

@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from tumorseg.data.brain_mask import nonzero_bbox
 from tumorseg.data.raw_dataset import RawCase, RawDataset
 from tumorseg.errors import bad_file
-from tumorseg.preprocessing.cropping import nonzero_bbox
-from tumorseg.preprocessing.parallel import run_parallel
 from tumorseg.utils.atomic import write_json
+from tumorseg.utils.parallel import run_parallel
 
 FINGERPRINT_FILE = "dataset_fingerprint.json"
 

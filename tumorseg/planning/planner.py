@@ -35,9 +35,9 @@ from tumorseg.data.dataset_json import DatasetJson
 from tumorseg.errors import TumorsegError
 from tumorseg.networks.memory import unet_feature_map_elements
 from tumorseg.planning.fingerprint import DatasetFingerprint
+from tumorseg.planning.normalization import schemes_for
 from tumorseg.planning.plans import PLANS_SCHEMA_VERSION, ConfigurationPlan, NetworkTopology, Plans
 from tumorseg.planning.topology import derive_topology, divisors_of
-from tumorseg.preprocessing.normalization import schemes_for
 
 ANISOTROPY = 3.0  # an axis this many times coarser than the finest is "anisotropic"
 LOWRES_MIN_COVERAGE = 0.25  # fullres patch / median image below this warrants 3d_lowres

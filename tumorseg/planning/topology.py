@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from math import ceil
 
-from tumorseg.planning.plans import NetworkTopology
+from tumorseg.networks.topology import NetworkTopology
 
 MIN_FEATURE_MAP = 4  # smallest feature-map edge (voxels) of the bottleneck
 BASE_FEATURES = 32  # features of the first stage (nnU-Net default)

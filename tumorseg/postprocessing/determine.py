@@ -18,7 +18,6 @@ a tumorseg raw dataset are).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from tumorseg.evaluation.summary import check_geometry, pair_folders
 from tumorseg.postprocessing.components import enclosing_fill
 from tumorseg.postprocessing.rules import DECISION_VERSION, apply_postprocessing, apply_step
 from tumorseg.utils.atomic import write_json
+from tumorseg.utils.parallel import run_parallel
 
 COMPONENT_THRESHOLDS: tuple[int, ...] = (10, 50, 200, 1000)
 ET_THRESHOLDS: tuple[int, ...] = (50, 100, 200, 500, 1000)
@@ -66,10 +66,6 @@ def _case_scores(
     return out
 
 
-def _case_scores_args(args: tuple[Any, ...]) -> list[Scores]:
-    return _case_scores(*args)
-
-
 def _mean_scores(
     pairs: Mapping[str, tuple[Path, Path]],
     accepted: list[dict[str, Any]],
@@ -79,11 +75,7 @@ def _mean_scores(
     pred_mapping: dict[int, int] | None,
 ) -> list[Scores]:
     jobs = [(p, g, accepted, candidates, regions, pred_mapping) for p, g in pairs.values()]
-    if num_processes > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=min(num_processes, len(jobs))) as pool:
-            per_case = list(pool.map(_case_scores_args, jobs))
-    else:
-        per_case = [_case_scores_args(job) for job in jobs]
+    per_case = run_parallel(_case_scores, jobs, num_processes)
     return [
         {
             r: {m: float(np.mean([case[i][r][m] for case in per_case])) for m in ("dice", "hd95")}

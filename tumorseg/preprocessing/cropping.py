@@ -7,34 +7,11 @@ before anything expensive happens.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
-Bbox = list[list[int]]  # per axis [start, stop)
+from tumorseg.data.brain_mask import Bbox, bbox_of_mask, nonzero_bbox, nonzero_mask
 
-
-def nonzero_mask(images: Sequence[np.ndarray]) -> np.ndarray:
-    """Boolean mask of voxels that are nonzero in any channel; ``images`` are ``(Z, Y, X)``."""
-    mask = images[0] != 0
-    for image in images[1:]:
-        mask |= image != 0
-    return mask
-
-
-def bbox_of_mask(mask: np.ndarray) -> Bbox:
-    """Bounding box of ``mask`` as ``[[start, stop), ...]`` per axis; the full extent if empty."""
-    box = []
-    for axis in range(mask.ndim):
-        others = tuple(a for a in range(mask.ndim) if a != axis)
-        hits = np.flatnonzero(mask.any(axis=others))
-        box.append([int(hits[0]), int(hits[-1]) + 1] if hits.size else [0, mask.shape[axis]])
-    return box
-
-
-def nonzero_bbox(images: Sequence[np.ndarray]) -> Bbox:
-    """Bounding box of the union of the channels' nonzero voxels."""
-    return bbox_of_mask(nonzero_mask(images))
+__all__ = ["Bbox", "bbox_of_mask", "crop", "nonzero_bbox", "nonzero_mask"]
 
 
 def crop(array: np.ndarray, bbox: Bbox) -> np.ndarray:

@@ -4,28 +4,19 @@ MRI intensities have no physical unit: they vary between scanners and even sessi
 channel is z-scored per case. Statistics come from the brain only (the nonzero region of the
 skull-stripped image), because a large zero background would otherwise dominate mean and
 standard deviation; the background is set back to 0 afterwards so it stays a constant the
-network can recognise. A new modality must be added to ``SCHEMES`` on purpose: an unknown one
-is an error, never a silent default.
+network can recognise. Which scheme each modality gets is a planning decision
+(``tumorseg.planning.normalization``); here are the implementations, and an unknown scheme name
+(e.g. in an edited plan) is an error, never a silent default.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 
-from tumorseg.constants import Modality
 from tumorseg.errors import TumorsegError
-
-ZSCORE_BRAIN = "zscore_brain"
-
-#: Modality -> normalisation scheme name (stored in the plans, one per channel).
-SCHEMES: dict[Modality, str] = {
-    Modality.T1: ZSCORE_BRAIN,
-    Modality.T1C: ZSCORE_BRAIN,
-    Modality.T2: ZSCORE_BRAIN,
-    Modality.FLAIR: ZSCORE_BRAIN,
-}
+from tumorseg.planning.normalization import ZSCORE_BRAIN
 
 
 def zscore_brain(image: np.ndarray, brain: np.ndarray) -> np.ndarray:
@@ -48,19 +39,6 @@ def zscore_brain(image: np.ndarray, brain: np.ndarray) -> np.ndarray:
 _FUNCTIONS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     ZSCORE_BRAIN: zscore_brain,
 }
-
-
-def schemes_for(channel_names: Sequence[str]) -> tuple[str, ...]:
-    """Scheme per channel from the channel names; an unknown name raises ``TumorsegError``."""
-    out = []
-    for name in channel_names:
-        try:
-            out.append(SCHEMES[Modality.parse(name)])
-        except ValueError as exc:
-            raise TumorsegError(
-                f"dataset.json: {exc}; rename the channel in channel_names"
-            ) from None
-    return tuple(out)
 
 
 def normalize(image: np.ndarray, brain: np.ndarray, scheme: str) -> np.ndarray:

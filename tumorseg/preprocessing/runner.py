@@ -20,7 +20,7 @@ from tumorseg.errors import bad_file
 from tumorseg.planning.fingerprint import check_case_files
 from tumorseg.planning.plans import ConfigurationPlan, Plans
 from tumorseg.preprocessing import storage
-from tumorseg.preprocessing.parallel import run_parallel
+from tumorseg.utils.parallel import run_parallel
 
 PREPROCESSING_VERSION = 1  # bumped when the pipeline's output changes for the same plans
 STALE_TEMP_SECONDS = 3600  # temp files older than this belong to a dead run, not a live one

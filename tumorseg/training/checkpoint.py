@@ -1,57 +1,16 @@
-"""Checkpoints: written atomically, loaded with ``weights_only=True``.
+"""Random-number-generator states in checkpoints, so a resumed run continues bit-exactly.
 
-A checkpoint is a dict of tensors, numbers, strings, lists and dicts only (no pickled objects),
-so ``torch.load(path, weights_only=True)`` always works. Random-number-generator states of
-torch, numpy and Python are stored in that form too, so a resumed run continues bit-exactly.
+States of torch, numpy and Python are stored as tensors, numbers and lists only, so the
+checkpoint stays loadable with ``weights_only=True`` (see ``tumorseg.runs.checkpoint``).
 """
 
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-
-from tumorseg.errors import bad_file
-from tumorseg.utils.atomic import atomic_path
-
-CHECKPOINT_NAMES = ("latest", "best", "final")
-
-
-def checkpoint_path(fold_folder: Path, which: str) -> Path:
-    """``fold_folder/checkpoint_<which>.pt`` (which: latest, best, final, or a file path)."""
-    if which in CHECKPOINT_NAMES:
-        return fold_folder / f"checkpoint_{which}.pt"
-    return Path(which)
-
-
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically: an interrupted write never replaces a good file."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by ``save_checkpoint``; a missing or corrupt file is one line."""
-    path = Path(path)
-    if not path.is_file():
-        raise bad_file(path, "checkpoint not found", "check the path or train the fold first")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises many types for truncated/foreign files
-        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-        raise bad_file(
-            path,
-            f"is not a readable checkpoint ({reason})",
-            "delete it and train again, or pick another",
-        ) from None
-    if not isinstance(state, dict) or "network" not in state:
-        raise bad_file(
-            path, "is not a tumorseg checkpoint (no 'network' entry)", "pick another file"
-        )
-    return state
 
 
 def capture_rng_state() -> dict[str, Any]:

@@ -1,26 +1,18 @@
-"""Loop settings, run-folder naming and the resolved ``train_config.json``.
+"""Loop settings and the parsing of command-line values for training.
 
-Settings are a frozen dataclass whose fields say why they exist. A run's folder is named after
-the trainer, the plans and the configuration; runs whose settings differ from the defaults get a
-short hash of those non-default settings in the name, so two different runs never share a folder:
-
-    RESULTS/DatasetNNN_Name/<trainer>[-<hash8>]__<plans>__<configuration>/fold_<k>/
+Settings are a frozen dataclass whose fields say why they exist; the run folder they name is
+described in ``tumorseg.runs.naming``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from tumorseg.errors import TumorsegError
-
-#: Loop fields that do not change what a run computes, so they never enter the folder name.
-_NOT_IN_IDENTITY = frozenset({"device", "num_workers"})
 
 
 @dataclass(frozen=True)
@@ -88,42 +80,6 @@ class LoopSettings:
         return out
 
 
-def non_default(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
-    """The entries of ``values`` that differ from ``defaults``, sorted by key."""
-    return {k: values[k] for k in sorted(values) if defaults.get(k, object()) != values[k]}
-
-
-def settings_hash(trainer_changes: dict[str, Any], loop_changes: dict[str, Any]) -> str | None:
-    """Eight hex digits naming a set of non-default settings; None when all are defaults."""
-    loop_changes = {k: v for k, v in loop_changes.items() if k not in _NOT_IN_IDENTITY}
-    if not trainer_changes and not loop_changes:
-        return None
-    blob = json.dumps(
-        {"trainer": trainer_changes, "loop": loop_changes}, sort_keys=True, default=str
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:8]
-
-
-def run_folder_name(trainer: str, plans_name: str, configuration: str, digest: str | None) -> str:
-    """``<trainer>[-<hash8>]__<plans>__<configuration>``."""
-    head = trainer if digest is None else f"{trainer}-{digest}"
-    return f"{head}__{plans_name}__{configuration}"
-
-
-def fold_folder_name(fold: int | str) -> str:
-    return f"fold_{fold}"
-
-
-def parse_fold(text: str | int) -> int | str:
-    """``0``-``4`` or ``all``; anything else is a one-line error."""
-    value = str(text).strip().lower()
-    if value == "all":
-        return "all"
-    if value.isdigit() and 0 <= int(value) < 5:
-        return int(value)
-    raise TumorsegError(f"fold {text!r} is out of range; use 0, 1, 2, 3, 4 or all")
-
-
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr)?\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600}
 
@@ -152,14 +108,3 @@ def parse_set_values(items: list[str]) -> dict[str, Any]:
             value = raw
         out[key.strip()] = value
     return out
-
-
-def read_train_config(fold_folder: Path) -> dict[str, Any]:
-    """The ``train_config.json`` of a run's fold folder (one-line error when missing/corrupt)."""
-    path = fold_folder / "train_config.json"
-    try:
-        return dict(json.loads(path.read_text()))
-    except (OSError, json.JSONDecodeError):
-        raise TumorsegError(
-            f"{path}: missing or not valid JSON; point at a fold folder written by `tumorseg train`"
-        ) from None

@@ -60,10 +60,6 @@ def wrap(network: nn.Module, info: DistInfo, device: str) -> nn.Module:
     )
 
 
-def unwrap(network: nn.Module) -> nn.Module:
-    return network.module if isinstance(network, nn.parallel.DistributedDataParallel) else network
-
-
 def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """Sum ``tensor`` over ranks (in place; a no-op when not distributed)."""
     if info.enabled:

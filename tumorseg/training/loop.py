@@ -26,21 +26,16 @@ import torch
 from torch import nn
 
 from tumorseg.errors import bad_file
+from tumorseg.runs.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from tumorseg.trainers.metrics import dice_counts, dice_from_counts
+from tumorseg.trainers.schedules import warmup_poly_lr
+from tumorseg.trainers.segmentation import output_spec
 from tumorseg.training import distributed as dist
 from tumorseg.training.budget import fit_epochs_to_budget
-from tumorseg.training.checkpoint import (
-    capture_rng_state,
-    checkpoint_path,
-    load_checkpoint,
-    restore_rng_state,
-    save_checkpoint,
-)
+from tumorseg.training.checkpoint import capture_rng_state, restore_rng_state
 from tumorseg.training.dataloading import PatchBatches, batch_loader
-from tumorseg.training.metrics import dice_counts, dice_from_counts
 from tumorseg.training.progress import ProgressLog
 from tumorseg.training.run import TrainingRun, write_run_files
-from tumorseg.training.schedules import warmup_poly_lr
-from tumorseg.training.segmentation import output_spec
 
 #: Under a time budget, the fewest epochs the schedule is split into (see _epoch_time_limit).
 BUDGET_MIN_EPOCHS = 20

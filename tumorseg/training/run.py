@@ -1,4 +1,4 @@
-"""A training run's folder: resolving what to train, writing its files, re-loading the model.
+"""A training run: resolving what to train and writing the run folder's files.
 
 ::
 
@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
 from tumorseg import __version__
 from tumorseg.constants import DEFAULT_PLANS_NAME
 from tumorseg.data.dataset_json import DatasetJson
@@ -24,18 +22,12 @@ from tumorseg.errors import bad_file
 from tumorseg.paths import Roots, find_dataset
 from tumorseg.planning.plans import ConfigurationPlan, Plans
 from tumorseg.preprocessing.storage import list_cases
-from tumorseg.training.checkpoint import checkpoint_path, load_checkpoint
-from tumorseg.training.config import (
-    LoopSettings,
-    fold_folder_name,
-    non_default,
-    read_train_config,
-    run_folder_name,
-    settings_hash,
-)
+from tumorseg.runs.naming import fold_folder_name, non_default, run_folder_name, settings_hash
+from tumorseg.runs.train_config import TRAIN_CONFIG_FILE
+from tumorseg.trainers import build_trainer, trainer_class
+from tumorseg.trainers.base import Trainer, TrainerContext
+from tumorseg.training.config import LoopSettings
 from tumorseg.training.splits import SPLITS_FILE, fold_cases, load_or_create_splits
-from tumorseg.training.trainers import build_trainer, trainer_class
-from tumorseg.training.trainers.base import Trainer, TrainerContext
 from tumorseg.utils.atomic import write_json
 
 
@@ -161,39 +153,4 @@ def write_run_files(run: TrainingRun, train_config: dict[str, Any] | None = None
     run.fold_folder.mkdir(parents=True, exist_ok=True)
     run.plans.write(run.run_folder / "plans.json")
     run.dataset.write(run.run_folder / "dataset.json")
-    write_json(run.fold_folder / "train_config.json", train_config or run.train_config())
-
-
-def load_trained_model(
-    fold_folder: Path,
-    checkpoint: str = "final",
-    device: str = "cpu",
-    plans_root: Path | None = None,
-) -> tuple[Trainer, nn.Module, ConfigurationPlan, Plans]:
-    """Re-build a trained fold for inference: ``(trainer, network in eval mode, config, plans)``.
-
-    Reads ``train_config.json`` of ``fold_folder`` and ``plans.json`` + ``dataset.json`` from
-    ``plans_root`` (default: the run folder, ``fold_folder.parent``). ``checkpoint`` is
-    ``final``, ``best``, ``latest`` or a path to a ``.pt`` file.
-    """
-    fold_folder = Path(fold_folder)
-    train_config = read_train_config(fold_folder)
-    source = Path(plans_root) if plans_root is not None else fold_folder.parent
-    plans = Plans.read(source / "plans.json")
-    dataset_json = DatasetJson.read(source / "dataset.json")
-    config = plans.configuration(train_config["configuration"])
-    context = TrainerContext(plans, config, dataset_json, tuple(train_config["channels"]))
-    trainer = build_trainer(train_config["trainer"], context, train_config["trainer_settings"])
-    network = trainer.build_network()
-    state = load_checkpoint(checkpoint_path(fold_folder, checkpoint), map_location=device)
-    try:
-        network.load_state_dict(state["network"])
-    except RuntimeError as exc:
-        raise bad_file(
-            checkpoint_path(fold_folder, checkpoint),
-            f"weights do not fit the network of train_config.json ({str(exc).splitlines()[0]})",
-            "use the checkpoint of this run folder",
-        ) from None
-    network.to(device)
-    network.eval()
-    return trainer, network, config, plans
+    write_json(run.fold_folder / TRAIN_CONFIG_FILE, train_config or run.train_config())

@@ -18,25 +18,6 @@ from tumorseg.paths import Roots
 _TIME = re.compile(r"^(\d+-)?\d{1,3}:\d{2}:\d{2}$")
 
 
-def parse_folds(text: str) -> list[str]:
-    """``"0-4"`` -> ``["0".."4"]``, ``"0,2"`` -> ``["0", "2"]``, ``"all"`` -> ``["all"]``."""
-    folds: list[str] = []
-    for part in text.replace(" ", "").split(","):
-        if part == "all":
-            folds.append("all")
-        elif re.fullmatch(r"\d+-\d+", part):
-            a, b = (int(x) for x in part.split("-"))
-            folds.extend(str(f) for f in range(a, b + 1))
-        elif part.isdigit():
-            folds.append(part)
-        else:
-            raise TumorsegError(f"--folds {text!r} is not a fold list; use e.g. 0-4, 0,2 or all")
-    bad = [f for f in folds if f != "all" and not 0 <= int(f) <= 4]
-    if bad or not folds:
-        raise TumorsegError(f"--folds {text!r} names folds outside 0-4; use e.g. 0-4")
-    return list(dict.fromkeys(folds))
-
-
 @dataclass(frozen=True)
 class SlurmJob:
     """Parameters of the job array (``extra_args`` are passed through to ``tumorseg train``)."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -118,7 +117,3 @@ def validate_fold(
     }
     write_json(out / "summary.json", summary)
     return summary
-
-
-def summary_path(fold_folder: Path) -> Path:
-    return fold_folder / "validation" / "summary.json"

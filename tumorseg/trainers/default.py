@@ -15,15 +15,15 @@ from torch import nn
 
 from tumorseg.constants import Configuration, TrainerName
 from tumorseg.networks import build_network
-from tumorseg.training.segmentation import (
+from tumorseg.trainers.base import Batch, TrainerContext
+from tumorseg.trainers.segmentation import (
     full_resolution,
     mean_pseudo_dice,
     network_in_channels,
     output_spec,
     segmentation_loss,
 )
-from tumorseg.training.trainers.base import Batch, TrainerContext
-from tumorseg.training.trainers.settings import check_loss_weights
+from tumorseg.trainers.settings import check_loss_weights
 
 
 @dataclass(frozen=True)

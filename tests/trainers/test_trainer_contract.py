@@ -17,9 +17,9 @@ from tumorseg.constants import Configuration, LabelConvention, TrainerName
 from tumorseg.data.dataset_json import DatasetJson, brats_dataset_json
 from tumorseg.errors import TumorsegError
 from tumorseg.planning.plans import PLANS_SCHEMA_VERSION, ConfigurationPlan, NetworkTopology, Plans
-from tumorseg.training.trainers import TRAINERS, build_trainer, trainer_names
-from tumorseg.training.trainers.base import TrainerContext
-from tumorseg.training.trainers.settings import make_settings
+from tumorseg.trainers import TRAINERS, build_trainer, trainer_names
+from tumorseg.trainers.base import TrainerContext
+from tumorseg.trainers.settings import make_settings
 
 CHANNELS = ["T1", "T1c", "T2", "FLAIR"]
 CONTRACT_CONFIGURATIONS = ("2d", "2.5d", "3d_fullres")

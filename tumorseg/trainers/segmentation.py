@@ -18,12 +18,12 @@ import torch
 
 from tumorseg.data.dataset_json import DatasetJson
 from tumorseg.errors import TumorsegError
-from tumorseg.training.deep_supervision import deep_supervision_loss
-from tumorseg.training.losses import dice_bce_region_loss, dice_ce_loss, labels_to_regions
-from tumorseg.training.metrics import pseudo_dice
+from tumorseg.trainers.deep_supervision import deep_supervision_loss
+from tumorseg.trainers.losses import dice_bce_region_loss, dice_ce_loss, labels_to_regions
+from tumorseg.trainers.metrics import pseudo_dice
 
 if TYPE_CHECKING:
-    from tumorseg.training.trainers.base import TrainerContext
+    from tumorseg.trainers.base import TrainerContext
 
 
 @dataclass(frozen=True)

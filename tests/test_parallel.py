@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import math
 
-from tumorseg.preprocessing.parallel import run_parallel
+from tumorseg.utils.parallel import run_parallel
 
 
 def test_spawned_workers_keep_job_order() -> None:

@@ -62,24 +62,6 @@ def _runs(dataset_folder: Path) -> str:
     return ", ".join(names) or "none"
 
 
-def parse_folds(values: Sequence[str] | None) -> list[str] | None:
-    """Fold names from ``-f`` values: each value may be one fold or a comma list (``0,1,2``);
-    ``all`` is the fold trained on every case. None when no folds were given."""
-    if not values:
-        return None
-    folds: list[str] = []
-    for value in values:
-        for item in value.split(","):
-            item = item.strip()
-            if not item:
-                continue
-            if item != "all" and not item.isdigit():
-                raise TumorsegError(f"fold {item!r} is not a number or 'all'; use e.g. -f 0,1,2")
-            if item not in folds:
-                folds.append(item)
-    return folds or None
-
-
 def fold_folders(run_folder: Path, folds: Sequence[str] | None, checkpoint: str) -> list[Path]:
     """The fold folders to use: the given folds (each must have the checkpoint), or every
     ``fold_*`` folder of the run holding ``checkpoint_<checkpoint>.pt``."""

@@ -11,8 +11,8 @@ import pytest
 from tests.tiny_data import write_tiny_dataset
 from tumorseg.data.dataset_json import DatasetJson
 from tumorseg.data.io import read_image
-from tumorseg.demo import DemoSettings, hold_out_cases, run_demo
 from tumorseg.errors import TumorsegError
+from tumorseg.workflows.demo import DemoSettings, hold_out_cases, run_demo
 
 
 def test_hold_out_moves_cases_and_writes_source_convention(tmp_path: Path) -> None:

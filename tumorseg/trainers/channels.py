@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from tumorseg.constants import Modality
 from tumorseg.errors import TumorsegError
-from tumorseg.training.trainers.base import TrainerContext
+from tumorseg.trainers.base import TrainerContext
 
 
 def parse_modalities(text: str, trainer: str, setting: str) -> tuple[Modality, ...]:

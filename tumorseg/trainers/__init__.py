@@ -1,6 +1,6 @@
 """Trainer registry: an explicit dict from :class:`TrainerName` to trainer class.
 
-A registered trainer class follows the :class:`~tumorseg.training.trainers.base.Trainer`
+A registered trainer class follows the :class:`~tumorseg.trainers.base.Trainer`
 protocol and additionally declares
 
 - ``settings_class: ClassVar[type]``: a frozen dataclass, every field with a default;
@@ -18,11 +18,11 @@ from typing import Any
 
 from tumorseg.constants import TrainerName
 from tumorseg.errors import TumorsegError
-from tumorseg.training.trainers.base import Trainer, TrainerContext
-from tumorseg.training.trainers.default import DefaultSettings, DefaultTrainer
-from tumorseg.training.trainers.msf import MSFTrainer
-from tumorseg.training.trainers.pairing import PairingTrainer
-from tumorseg.training.trainers.settings import make_settings
+from tumorseg.trainers.base import Trainer, TrainerContext
+from tumorseg.trainers.default import DefaultSettings, DefaultTrainer
+from tumorseg.trainers.msf import MSFTrainer
+from tumorseg.trainers.pairing import PairingTrainer
+from tumorseg.trainers.settings import make_settings
 
 TRAINERS: dict[TrainerName, type] = {
     TrainerName.DEFAULT: DefaultTrainer,

@@ -5,20 +5,20 @@ import math
 import pytest
 import torch
 
-from tumorseg.training.deep_supervision import (
+from tumorseg.trainers.deep_supervision import (
     deep_supervision_loss,
     deep_supervision_scales,
     deep_supervision_weights,
     downsample_target,
     resize_target,
 )
-from tumorseg.training.losses import (
+from tumorseg.trainers.losses import (
     dice_bce_region_loss,
     dice_ce_loss,
     labels_to_regions,
     soft_dice_loss,
 )
-from tumorseg.training.metrics import dice_counts, dice_from_counts, pseudo_dice
+from tumorseg.trainers.metrics import dice_counts, dice_from_counts, pseudo_dice
 
 BRATS = [(1, 2, 3), (1, 3), (3,)]
 

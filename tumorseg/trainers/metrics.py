@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
-from tumorseg.training.losses import labels_to_regions
+from tumorseg.trainers.losses import labels_to_regions
 
 
 def dice_counts(

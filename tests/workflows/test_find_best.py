@@ -7,8 +7,8 @@ import numpy as np
 
 from tests.tiny_data import write_tiny_dataset
 from tumorseg.data.io import read_image, write_image
-from tumorseg.evaluation.find_best import find_best, format_ranking
 from tumorseg.paths import Roots
+from tumorseg.workflows.find_best import find_best, format_ranking
 
 RUN_A = "default__tumorsegPlans__3d_fullres"
 RUN_B = "msf__tumorsegPlans__2d"
@@ -100,7 +100,7 @@ def test_an_ensemble_can_win(roots: Roots) -> None:
 
 
 def test_usage_commands_for_settings_runs_and_post_processing(tmp_path: Path) -> None:
-    from tumorseg.evaluation.find_best import RunFolds, usage_commands
+    from tumorseg.workflows.find_best import RunFolds, usage_commands
 
     run = RunFolds(
         "default-1a2b3c4d__P__3d_fullres",

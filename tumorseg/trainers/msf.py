@@ -33,15 +33,15 @@ from torch import nn
 from tumorseg.constants import Configuration, TrainerName
 from tumorseg.networks import build_network
 from tumorseg.networks.msf_unet import MSFUNet
-from tumorseg.training.segmentation import (
+from tumorseg.trainers.base import Batch, TrainerContext
+from tumorseg.trainers.channels import input_indices, modality_positions, parse_modalities
+from tumorseg.trainers.segmentation import (
     full_resolution,
     mean_pseudo_dice,
     output_spec,
     segmentation_loss,
 )
-from tumorseg.training.trainers.base import Batch, TrainerContext
-from tumorseg.training.trainers.channels import input_indices, modality_positions, parse_modalities
-from tumorseg.training.trainers.settings import check_loss_weights
+from tumorseg.trainers.settings import check_loss_weights
 
 
 @dataclass(frozen=True)

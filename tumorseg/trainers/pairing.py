@@ -42,14 +42,14 @@ from torch import nn
 
 from tumorseg.constants import TrainerName
 from tumorseg.networks.pairing import ModalityPairingNet, PairingOutput
-from tumorseg.training.segmentation import (
+from tumorseg.trainers.base import Batch, TrainerContext
+from tumorseg.trainers.channels import modality_positions, parse_modalities
+from tumorseg.trainers.segmentation import (
     full_resolution,
     mean_pseudo_dice,
     output_spec,
     segmentation_loss,
 )
-from tumorseg.training.trainers.base import Batch, TrainerContext
-from tumorseg.training.trainers.channels import modality_positions, parse_modalities
 
 #: Paper: 20 warm-up epochs of 1000.
 PAPER_WARMUP_FRACTION = 0.02
@@ -199,14 +199,13 @@ class PairingTrainer:
             return output.logits[0]
         return full_resolution(output)
 
-    def postprocessing_preset(self) -> dict[str, Any]:
-        """The paper's post-processing as a decision for ``tumorseg.postprocessing``.
+    def postprocessing_preset(self) -> tuple[str, dict[str, Any]]:
+        """The paper's post-processing as ``(preset name, parameters)``.
 
-        Applied to internal label maps with ``apply_postprocessing(labels, decision, spacing)``.
+        ``tumorseg.postprocessing.preset_decision(name, **parameters)`` turns it into a decision
+        (the trainers sit below post-processing, so they name the preset rather than build it).
         """
-        from tumorseg.postprocessing import preset_decision
-
-        return preset_decision("pairing", et_threshold=self.settings.et_threshold)
+        return "pairing", {"et_threshold": self.settings.et_threshold}
 
     def _positions(self, setting: str, names: str) -> tuple[int, ...]:
         modalities = parse_modalities(names, self.name, setting)

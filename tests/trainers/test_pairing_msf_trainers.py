@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.training.test_trainer_contract import CHANNELS, tiny_batch, tiny_context
+from tests.trainers.test_trainer_contract import CHANNELS, tiny_batch, tiny_context
 from tests.training.tiny_preprocessed import DATASET, write_tiny_preprocessed
 from tumorseg.cli import main
 from tumorseg.constants import LabelConvention
@@ -20,11 +20,12 @@ from tumorseg.networks.msf_unet import MSFUNet
 from tumorseg.networks.pairing import ModalityPairingNet
 from tumorseg.networks.unet import UNet
 from tumorseg.paths import Roots
-from tumorseg.training.run import load_trained_model
-from tumorseg.training.schedules import warmup_poly_lr
-from tumorseg.training.trainers import build_trainer
-from tumorseg.training.trainers.base import TrainerContext
-from tumorseg.training.trainers.pairing import modality_pairing_loss
+from tumorseg.postprocessing import preset_decision
+from tumorseg.runs.trained import load_trained_model
+from tumorseg.trainers import build_trainer
+from tumorseg.trainers.base import TrainerContext
+from tumorseg.trainers.pairing import modality_pairing_loss
+from tumorseg.trainers.schedules import warmup_poly_lr
 
 
 def _context(configuration: str, channel_names: list[str]) -> TrainerContext:
@@ -151,7 +152,8 @@ def test_pairing_warmup_and_postprocessing_preset() -> None:
     lrs = [warmup_poly_lr(e, 100, 0.01, warmup_fraction=fraction) for e in range(4)]
     assert lrs[0] < lrs[1] == pytest.approx(0.01)
     assert lrs[3] < lrs[2] == pytest.approx(0.01)
-    steps = trainer.postprocessing_preset()["steps"]
+    name, parameters = trainer.postprocessing_preset()
+    steps = preset_decision(name, **parameters)["steps"]
     assert steps[0]["min_voxels"] == 10
     assert steps[1] == {**steps[1], "rule": "small_et_to_necrosis", "min_voxels": 50}
 

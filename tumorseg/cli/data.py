@@ -48,6 +48,8 @@ def _raw_root(raw: Path) -> Path:
 def _print_result(result: ConversionResult) -> None:
     for line in result.lines():
         typer.echo(line)
+    for warning in result.warnings:
+        typer.secho(f"warning: {warning}", err=True, fg=typer.colors.YELLOW)
     typer.echo(
         f"check it with: tumorseg validate {result.folder.name} --raw {result.folder.parent}"
     )
@@ -162,6 +164,7 @@ def convert_longitudinal_command(
         tuple[float, float, float] | None,
         typer.Option(
             "--spacing",
+            metavar="Z Y X",
             help="Voxel spacing Z Y X in mm replacing the header spacing of every file, for "
             "sources with placeholder headers (TCIA Brain-Tumor-Progression: 1 1 1 in the header, "
             "really about 5-6.5 mm between slices and 0.9 mm in-plane, e.g. --spacing 6 0.9 0.9).",

@@ -7,13 +7,20 @@ optional hash naming runs trained with non-default settings; its folds are ``fol
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from tumorseg.data.dataset_json import DatasetJson
 from tumorseg.errors import TumorsegError
 from tumorseg.paths import find_dataset
+
+#: Written by ``tumorseg find-best`` into ``RESULTS/<Dataset>/``.
+FIND_BEST_FILE = "find_best.json"
 
 
 def find_results_dataset(reference: str, results: Path) -> Path:
@@ -50,11 +57,84 @@ def find_run_folder(
             f"{configuration!r} (runs: {_runs(dataset_folder)}); check -t / --plans / -c"
         )
     if len(matches) > 1:
-        names = ", ".join(p.name for p in matches)
         raise TumorsegError(
-            f"{dataset_folder}: several runs match ({names}); choose one with --run NAME"
+            f"{dataset_folder}: several runs match trainer {trainer!r}, plans {plans!r}, "
+            f"configuration {configuration!r}: {describe_runs(dataset_folder, matches)}; "
+            "choose one with --run NAME"
         )
     return matches[0]
+
+
+def _find_best_ranks(dataset_folder: Path) -> dict[str, tuple[int, int]]:
+    """``{run name: (rank, candidates)}`` from ``find_best.json``; empty when there is none."""
+    try:
+        ranking = json.loads((dataset_folder / FIND_BEST_FILE).read_text())["ranking"]
+        names = [str(entry["name"]) for entry in ranking]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}  # no (readable) ranking: the listing just leaves ranks out
+    return {name: (i + 1, len(names)) for i, name in enumerate(names)}
+
+
+def _changed_settings(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The trainer settings (``--set``) and loop settings of ``train_config.json`` that differ
+    from the defaults, as the settings hash of the folder name counts them."""
+    from tumorseg.training.config import LoopSettings, non_default
+    from tumorseg.training.trainers import trainer_class
+
+    cls = trainer_class(str(config.get("trainer", "")))
+    # Defaults as JSON values, like the file's (tuples become lists).
+    defaults = json.loads(json.dumps(asdict(cls.settings_class())))
+    trainer = non_default(dict(config.get("trainer_settings", {})), defaults)
+    base = LoopSettings().with_values(**getattr(cls, "loop_defaults", {})).to_dict()
+    loop = non_default(dict(config.get("loop", {})), json.loads(json.dumps(base)))
+    # Shown as the budget, or not part of a run's identity; under a budget, epochs is measured.
+    ignored = {"time_budget_s", "device", "num_workers"}
+    if config.get("loop", {}).get("time_budget_s") is not None:
+        ignored.add("epochs")
+    return trainer, {k: v for k, v in loop.items() if k not in ignored}
+
+
+def _value(value: Any) -> str:
+    """A setting as typed after ``--set key=``: ``t1c,flair``, ``true``, ``0.5``."""
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value))
+    return json.dumps(value) if isinstance(value, bool) or value is None else str(value)
+
+
+def _describe_run(folder: Path, ranks: dict[str, tuple[int, int]]) -> str:
+    """``NAME (budget 20m; --set dice_weight=0.5; folds 0,1; trained 2024-05-01 14:03; ...)``."""
+    configs = sorted(folder.glob("fold_*/train_config.json"))
+    parts = []
+    try:
+        config = dict(json.loads(configs[0].read_text()))
+        budget = config.get("loop", {}).get("time_budget_s")
+        trainer, loop = _changed_settings(config)
+    except (IndexError, OSError, ValueError, TypeError, AttributeError, TumorsegError):
+        parts.append("no readable train_config.json")
+    else:
+        parts.append(f"budget {budget / 60:g}m" if budget else "no time budget")
+        parts.append(" ".join(f"--set {k}={_value(v)}" for k, v in trainer.items()) or "no --set")
+        parts.extend(f"{k}={_value(v)}" for k, v in loop.items())
+    folds = [p.name.removeprefix("fold_") for p in sorted(folder.glob("fold_*")) if p.is_dir()]
+    parts.append(f"folds {','.join(folds)}" if folds else "no folds")
+    written = [p.stat().st_mtime for p in folder.glob("fold_*/*") if p.is_file()]
+    if written:
+        parts.append(f"trained {datetime.fromtimestamp(max(written)):%Y-%m-%d %H:%M}")
+    if folder.name in ranks:
+        parts.append("find-best rank {} of {}".format(*ranks[folder.name]))
+    return f"{folder.name} ({'; '.join(parts)})"
+
+
+def describe_runs(dataset_folder: Path, runs: Sequence[Path]) -> str:
+    """One line listing ``runs`` with their settings, so a user can pick one with ``--run``;
+    ends with the one ``find-best`` ranked first among them when a ranking exists."""
+    ranks = _find_best_ranks(dataset_folder)
+    text = ", ".join(_describe_run(folder, ranks) for folder in runs)
+    ranked = [folder.name for folder in runs if folder.name in ranks]
+    if ranked:
+        best = min(ranked, key=lambda name: ranks[name][0])
+        return f"{text}; find-best ranked {best} first of these"
+    return f"{text}; 'tumorseg find-best' ranks them once their folds are validated"
 
 
 def _runs(dataset_folder: Path) -> str:

@@ -351,3 +351,18 @@ def test_1mm_headers_of_a_whole_brain_grid_give_no_spacing_warning(tmp_path: Pat
     result = _convert("longitudinal", tmp_path / "src", tmp_path / "raw")
     assert result.exit_code == 0, result.output
     assert "warning" not in result.output
+
+
+def test_a_symlinked_single_case_folder_keeps_its_own_name(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    _brats2021_case(tmp_path / "storage" / "x9", seed=3)
+    (tmp_path / "BraTS2021_00123").symlink_to(tmp_path / "storage" / "x9")
+    (tmp_path / "patient_A").symlink_to(shared_data / "tcia_progression" / "01")
+    assert _convert("brats", tmp_path / "BraTS2021_00123", tmp_path / "raw").exit_code == 0
+    labels = tmp_path / "raw" / "Dataset040_X" / "labelsTr"
+    assert [p.name for p in labels.iterdir()] == ["BraTS2021_00123.nii.gz"]
+    result = _convert("longitudinal", tmp_path / "patient_A", tmp_path / "raw", dataset_id=41)
+    assert result.exit_code == 0, result.output
+    images = tmp_path / "raw" / "Dataset041_X" / "imagesTr"
+    assert [p.name for p in images.iterdir()] == ["patient_A_0000.nii.gz"]

@@ -28,13 +28,17 @@ _NIFTI_HEADER_SIZES = (348, 540)
 
 
 def source_folder(src: Path) -> Path:
-    """Check that ``src`` is an existing, non-empty folder; return it resolved."""
+    """Check that ``src`` is an existing, non-empty folder; return it as an absolute path.
+
+    Links are kept, not resolved: a single case folder that is a link to shared storage keeps
+    its own name as the case id.
+    """
     src = Path(src).expanduser()
     if not src.is_dir():
         raise bad_file(src, "source folder not found", "check the path to the downloaded dataset")
     if not any(p for p in src.iterdir() if not p.name.startswith(".")):
         raise bad_file(src, "source folder is empty", "point at the folder that holds the cases")
-    return src.resolve()
+    return Path(os.path.abspath(src))
 
 
 def walk_files(folder: Path) -> Iterator[Path]:

@@ -173,10 +173,12 @@ def convert_longitudinal_command(
 ) -> None:
     """Convert longitudinal pairs: time point 2 tumour -> recurrenceTr target.
 
-    Time point 1 images are the input channels and its tumour mask the label. Layouts:
+    SRC is a folder of case folders or a single case folder. Time point 1 images are the input
+    channels and its tumour mask the label. Layouts:
     CASE/Pre_Scan_T1, Pre_Mask, Post_Mask (TCIA; its T1 is post-contrast and becomes T1c) or
     CASE/tp1/<modality files + mask>, CASE/tp2/<mask>. Masks are binarised; a time point 2 mask
-    on another grid is resampled onto time point 1's grid (nearest neighbour).
+    on another grid is resampled onto time point 1's grid (nearest neighbour); one that leaves no
+    tumour voxel on that grid is an error.
     """
     from tumorseg.data.convert import convert_longitudinal
 

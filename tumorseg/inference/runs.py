@@ -75,23 +75,36 @@ def _find_best_ranks(dataset_folder: Path) -> dict[str, tuple[int, int]]:
     return {name: (i + 1, len(names)) for i, name in enumerate(names)}
 
 
-def _changed_settings(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The trainer settings (``--set``) and loop settings of ``train_config.json`` that differ
-    from the defaults, as the settings hash of the folder name counts them."""
-    from tumorseg.training.config import LoopSettings, non_default
+#: Loop settings a run listing leaves out: the budget has its own entry; device and workers do
+#: not change what a run computes (they are not in the folder name's settings hash either).
+_UNLISTED_LOOP = frozenset({"time_budget_s", "device", "num_workers"})
+
+
+def _train_config(folder: Path) -> dict[str, Any] | None:
+    """The ``train_config.json`` of the run's first fold, or None when there is none."""
+    for path in sorted(folder.glob("fold_*/train_config.json")):
+        try:
+            config = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(config, dict) and isinstance(config.get("loop", {}), dict):
+            return config
+    return None
+
+
+def _set_values(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The trainer settings (``--set``) that differ from the trainer's defaults; None when the
+    trainer is unknown to this installation."""
     from tumorseg.training.trainers import trainer_class
 
-    cls = trainer_class(str(config.get("trainer", "")))
+    try:
+        cls = trainer_class(str(config.get("trainer", "")))
+    except TumorsegError:
+        return None
     # Defaults as JSON values, like the file's (tuples become lists).
     defaults = json.loads(json.dumps(asdict(cls.settings_class())))
-    trainer = non_default(dict(config.get("trainer_settings", {})), defaults)
-    base = LoopSettings().with_values(**getattr(cls, "loop_defaults", {})).to_dict()
-    loop = non_default(dict(config.get("loop", {})), json.loads(json.dumps(base)))
-    # Shown as the budget, or not part of a run's identity; under a budget, epochs is measured.
-    ignored = {"time_budget_s", "device", "num_workers"}
-    if config.get("loop", {}).get("time_budget_s") is not None:
-        ignored.add("epochs")
-    return trainer, {k: v for k, v in loop.items() if k not in ignored}
+    values = dict(config.get("trainer_settings") or {})
+    return {k: values[k] for k in sorted(values) if defaults.get(k, object()) != values[k]}
 
 
 def _value(value: Any) -> str:
@@ -101,20 +114,26 @@ def _value(value: Any) -> str:
     return json.dumps(value) if isinstance(value, bool) or value is None else str(value)
 
 
-def _describe_run(folder: Path, ranks: dict[str, tuple[int, int]]) -> str:
+def _settings(config: dict[str, Any] | None, varying: Sequence[str]) -> list[str]:
+    """Budget, ``--set`` values and the loop settings in ``varying`` of one run, in words."""
+    if config is None:
+        return ["no readable train_config.json"]
+    loop = config.get("loop", {})
+    budget = loop.get("time_budget_s")
+    words = [f"budget {budget / 60:g}m" if budget else "no time budget"]
+    changed = _set_values(config)
+    if changed is not None:
+        words.append(" ".join(f"--set {k}={_value(v)}" for k, v in changed.items()) or "no --set")
+    # Under a budget the epochs are measured, not chosen: left out.
+    shown = [k for k in varying if k in loop and not (budget and k == "epochs")]
+    return words + [f"{k}={_value(loop[k])}" for k in shown]
+
+
+def _describe_run(
+    folder: Path, config: dict[str, Any] | None, varying: Sequence[str], ranks: dict[str, Any]
+) -> str:
     """``NAME (budget 20m; --set dice_weight=0.5; folds 0,1; trained 2024-05-01 14:03; ...)``."""
-    configs = sorted(folder.glob("fold_*/train_config.json"))
-    parts = []
-    try:
-        config = dict(json.loads(configs[0].read_text()))
-        budget = config.get("loop", {}).get("time_budget_s")
-        trainer, loop = _changed_settings(config)
-    except (IndexError, OSError, ValueError, TypeError, AttributeError, TumorsegError):
-        parts.append("no readable train_config.json")
-    else:
-        parts.append(f"budget {budget / 60:g}m" if budget else "no time budget")
-        parts.append(" ".join(f"--set {k}={_value(v)}" for k, v in trainer.items()) or "no --set")
-        parts.extend(f"{k}={_value(v)}" for k, v in loop.items())
+    parts = _settings(config, varying)
     folds = [p.name.removeprefix("fold_") for p in sorted(folder.glob("fold_*")) if p.is_dir()]
     parts.append(f"folds {','.join(folds)}" if folds else "no folds")
     written = [p.stat().st_mtime for p in folder.glob("fold_*/*") if p.is_file()]
@@ -126,10 +145,19 @@ def _describe_run(folder: Path, ranks: dict[str, tuple[int, int]]) -> str:
 
 
 def describe_runs(dataset_folder: Path, runs: Sequence[Path]) -> str:
-    """One line listing ``runs`` with their settings, so a user can pick one with ``--run``;
-    ends with the one ``find-best`` ranked first among them when a ranking exists."""
+    """One line listing ``runs`` with their settings, so a user can pick one with ``--run``.
+
+    Each run shows its time budget, its ``--set`` values, the other loop settings whose values
+    differ between the runs, its folds and when it was last written; the line ends with the run
+    ``find-best`` ranked first among them when a ranking exists.
+    """
     ranks = _find_best_ranks(dataset_folder)
-    text = ", ".join(_describe_run(folder, ranks) for folder in runs)
+    configs = [_train_config(folder) for folder in runs]
+    loops = [c.get("loop", {}) if c else {} for c in configs]
+    keys = sorted({k for loop in loops for k in loop} - _UNLISTED_LOOP)
+    varying = [k for k in keys if len({json.dumps(loop.get(k)) for loop in loops}) > 1]
+    described = (_describe_run(f, c, varying, ranks) for f, c in zip(runs, configs, strict=True))
+    text = ", ".join(described)
     ranked = [folder.name for folder in runs if folder.name in ranks]
     if ranked:
         best = min(ranked, key=lambda name: ranks[name][0])

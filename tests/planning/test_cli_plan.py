@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 from typer.testing import CliRunner
 
 from tumorseg.cli import app
@@ -67,3 +68,22 @@ def test_plan_bad_dataset_is_a_tumorseg_error(tiny_dataset: Path, roots: Roots) 
     assert "tiny_000_0003.nii.gz: missing file" in str(result.exception)
     unknown = CliRunner().invoke(app, ["plan", "1", "-c", "2d", "4d", *_args(roots)])
     assert "unknown configuration '4d'" in str(unknown.exception)
+
+
+def test_cpu_note_states_the_patch_rule_it_applies(tiny_dataset: Path, roots: Roots) -> None:
+    from tumorseg.planning.planner import RULES
+
+    args = ["plan", "1", "--device", "cpu", "--no-preprocess", *_args(roots)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    note = next(line for line in result.output.splitlines() if "cpu plans:" in line)
+    assert "<=" not in note  # "3d patch <= 64^3" read as an edge length, while shapes vary
+    assert "3d patch at most 262,144 voxels (64^3) in any shape" in note
+    assert "2d patch at most 65,536 voxels (256^2)" in note
+    assert "batch at most 2 (3d) / 8 (2d)" in note
+    plans = Plans.read(roots.preprocessed / "Dataset001_Tiny" / "tumorsegPlans.json")
+    for config in plans.configurations.values():
+        dims = len(config.patch_size)
+        voxels = int(np.prod(config.patch_size))
+        assert voxels <= (RULES["cpu"].max_patch_voxels[dims] or 0)
+        assert config.batch_size <= (RULES["cpu"].max_batch[dims] or 0)

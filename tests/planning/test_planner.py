@@ -138,6 +138,16 @@ def test_cpu_plans_are_small() -> None:
     assert plans.device == "cpu"
 
 
+def test_cpu_note_matches_a_non_cubic_patch() -> None:
+    # BraTS grid: the 3d patch keeps the image's aspect ratio, so an edge exceeds 64 while the
+    # voxel count stays within 64^3; the note states the cap as a voxel count for that reason.
+    plans = _plan(uniform((1, 1, 1), (155, 240, 240)), device="cpu", budget=2.0)
+    patch = plans.configurations["3d_fullres"].patch_size
+    assert max(patch) > 64
+    assert prod(patch) <= 262_144 == 64**3
+    assert any("3d patch at most 262,144 voxels (64^3) in any shape" in n for n in plans.notes)
+
+
 def test_smaller_budget_gives_smaller_patch() -> None:
     big = _plan(uniform((1, 1, 1), (140, 170, 140)), budget=8.0).configurations["3d_fullres"]
     small = _plan(uniform((1, 1, 1), (140, 170, 140)), budget=2.0).configurations["3d_fullres"]

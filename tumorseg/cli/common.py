@@ -9,18 +9,18 @@ import typer
 
 from tumorseg.paths import DEFAULT_BASE, PREPROCESSED_ENV, RAW_ENV, RESULTS_ENV, Roots
 
+# Typer prints the environment variable itself ("[env var: TUMORSEG_RAW]"). Help texts hold no
+# square brackets of their own: the help renderer reads "[word]" as markup and drops it.
 RawOption = Annotated[
     Path,
-    typer.Option(
-        "--raw", envvar=RAW_ENV, help=f"Raw datasets root [env {RAW_ENV}].", show_default=True
-    ),
+    typer.Option("--raw", envvar=RAW_ENV, help="Raw datasets root.", show_default=True),
 ]
 PreprocessedOption = Annotated[
     Path,
     typer.Option(
         "--preprocessed",
         envvar=PREPROCESSED_ENV,
-        help=f"Preprocessed data root [env {PREPROCESSED_ENV}].",
+        help="Preprocessed data root.",
         show_default=True,
     ),
 ]
@@ -29,7 +29,7 @@ ResultsOption = Annotated[
     typer.Option(
         "--results",
         envvar=RESULTS_ENV,
-        help=f"Results root [env {RESULTS_ENV}].",
+        help="Results root.",
         show_default=True,
     ),
 ]

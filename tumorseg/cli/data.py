@@ -48,6 +48,8 @@ def _raw_root(raw: Path) -> Path:
 def _print_result(result: ConversionResult) -> None:
     for line in result.lines():
         typer.echo(line)
+    for warning in result.warnings:
+        typer.secho(f"warning: {warning}", err=True, fg=typer.colors.YELLOW)
     typer.echo(
         f"check it with: tumorseg validate {result.folder.name} --raw {result.folder.parent}"
     )
@@ -162,6 +164,7 @@ def convert_longitudinal_command(
         tuple[float, float, float] | None,
         typer.Option(
             "--spacing",
+            metavar="Z Y X",
             help="Voxel spacing Z Y X in mm replacing the header spacing of every file, for "
             "sources with placeholder headers (TCIA Brain-Tumor-Progression: 1 1 1 in the header, "
             "really about 5-6.5 mm between slices and 0.9 mm in-plane, e.g. --spacing 6 0.9 0.9).",
@@ -170,10 +173,12 @@ def convert_longitudinal_command(
 ) -> None:
     """Convert longitudinal pairs: time point 2 tumour -> recurrenceTr target.
 
-    Time point 1 images are the input channels and its tumour mask the label. Layouts:
+    SRC is a folder of case folders or a single case folder. Time point 1 images are the input
+    channels and its tumour mask the label. Layouts:
     CASE/Pre_Scan_T1, Pre_Mask, Post_Mask (TCIA; its T1 is post-contrast and becomes T1c) or
     CASE/tp1/<modality files + mask>, CASE/tp2/<mask>. Masks are binarised; a time point 2 mask
-    on another grid is resampled onto time point 1's grid (nearest neighbour).
+    on another grid is resampled onto time point 1's grid (nearest neighbour); one that leaves no
+    tumour voxel on that grid is an error.
     """
     from tumorseg.data.convert import convert_longitudinal
 

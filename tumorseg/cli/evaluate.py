@@ -71,7 +71,7 @@ def evaluate(
     output: Annotated[
         Path | None,
         typer.Option(
-            "-o", "--output", help="summary.json path or folder [default: PRED/summary.json]."
+            "-o", "--output", help="summary.json path or folder (default: PRED/summary.json)."
         ),
     ] = None,
     num_processes: ProcessesOption = 1,

@@ -208,7 +208,7 @@ def export_model(
     folds: FoldsOption = None,
     checkpoint: Annotated[
         list[Checkpoint] | None,
-        typer.Option("--checkpoint", help="Checkpoint(s) to include (repeatable) [final]."),
+        typer.Option("--checkpoint", help="Checkpoint(s) to include (repeatable; default: final)."),
     ] = None,
     plans: PlansOption = DEFAULT_PLANS_NAME,
     run: RunOption = None,

@@ -33,15 +33,20 @@ def train(
         str, typer.Option("--trainer", "-tr", help="Registered trainer name.")
     ] = "default",
     epochs: Annotated[
-        int | None, typer.Option("--epochs", min=1, help="Epochs of the LR schedule [1000].")
+        int | None,
+        typer.Option("--epochs", min=1, help="Epochs of the LR schedule (default: 1000)."),
     ] = None,
     iterations: Annotated[
         int | None,
-        typer.Option("--iterations-per-epoch", min=1, help="Optimiser steps per epoch [250]."),
+        typer.Option(
+            "--iterations-per-epoch", min=1, help="Optimiser steps per epoch (default: 250)."
+        ),
     ] = None,
     val_iterations: Annotated[
         int | None,
-        typer.Option("--val-iterations", min=1, help="Validation batches per epoch [steps/5]."),
+        typer.Option(
+            "--val-iterations", min=1, help="Validation batches per epoch (default: steps / 5)."
+        ),
     ] = None,
     time_budget: Annotated[
         str | None,

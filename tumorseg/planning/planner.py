@@ -65,6 +65,26 @@ RULES = {
 DEFAULT_BUDGET_GB = {"cuda": 8.0, "cpu": 2.0}
 
 
+def _voxel_cap(voxels: int | None, dims: int) -> str:
+    """``"262,144 voxels (64^3)"``: a cap is a voxel count, met by patches of any shape."""
+    if voxels is None:
+        return "no voxel cap"
+    edge = round(voxels ** (1 / dims))
+    power = f" ({edge}^{dims})" if edge**dims == voxels else ""
+    return f"at most {voxels:,} voxels{power}"
+
+
+def _cpu_note(rules: DeviceRules) -> str:
+    """The cpu limits in words. The patch caps are voxel counts, not edge lengths: a patch keeps
+    the median image's aspect ratio, so 64x80x48 (245,760 voxels) is within a 64^3 cap."""
+    return (
+        f"cpu plans: 3d patch {_voxel_cap(rules.max_patch_voxels[3], 3)} in any shape, "
+        f"2d patch {_voxel_cap(rules.max_patch_voxels[2], 2)}; batch at most "
+        f"{rules.max_batch[3]} (3d) / {rules.max_batch[2]} (2d); features at most "
+        f"{rules.max_features[3]} (3d) / {rules.max_features[2]} (2d)"
+    )
+
+
 @dataclass(frozen=True)
 class _Fit:
     patch: tuple[int, ...]
@@ -230,7 +250,7 @@ def plan_experiment(
                 continue
             planned[name] = _lowres(spacing_t, median_t, config)
     if device == "cpu":
-        notes.append("cpu plans: 3d patch <= 64^3, batch 2 (3d) / <= 8 (2d), fewer features")
+        notes.append(_cpu_note(RULES["cpu"]))
     return Plans(
         schema_version=PLANS_SCHEMA_VERSION,
         plans_name=plans_name,

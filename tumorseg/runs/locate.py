@@ -7,13 +7,20 @@ optional hash naming runs trained with non-default settings; its folds are ``fol
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from tumorseg.data.dataset_json import DatasetJson
 from tumorseg.errors import TumorsegError
 from tumorseg.paths import find_dataset
+
+#: Written by ``tumorseg find-best`` into ``RESULTS/<Dataset>/``.
+FIND_BEST_FILE = "find_best.json"
 
 
 def find_results_dataset(reference: str, results: Path) -> Path:
@@ -50,11 +57,112 @@ def find_run_folder(
             f"{configuration!r} (runs: {_runs(dataset_folder)}); check -t / --plans / -c"
         )
     if len(matches) > 1:
-        names = ", ".join(p.name for p in matches)
         raise TumorsegError(
-            f"{dataset_folder}: several runs match ({names}); choose one with --run NAME"
+            f"{dataset_folder}: several runs match trainer {trainer!r}, plans {plans!r}, "
+            f"configuration {configuration!r}: {describe_runs(dataset_folder, matches)}; "
+            "choose one with --run NAME"
         )
     return matches[0]
+
+
+def _find_best_ranks(dataset_folder: Path) -> dict[str, tuple[int, int]]:
+    """``{run name: (rank, candidates)}`` from ``find_best.json``; empty when there is none."""
+    try:
+        ranking = json.loads((dataset_folder / FIND_BEST_FILE).read_text())["ranking"]
+        names = [str(entry["name"]) for entry in ranking]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}  # no (readable) ranking: the listing just leaves ranks out
+    return {name: (i + 1, len(names)) for i, name in enumerate(names)}
+
+
+#: Loop settings a run listing leaves out: the budget has its own entry; device and workers do
+#: not change what a run computes (they are not in the folder name's settings hash either).
+_UNLISTED_LOOP = frozenset({"time_budget_s", "device", "num_workers"})
+
+
+def _train_config(folder: Path) -> dict[str, Any] | None:
+    """The ``train_config.json`` of the run's first fold, or None when there is none."""
+    for path in sorted(folder.glob("fold_*/train_config.json")):
+        try:
+            config = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(config, dict) and isinstance(config.get("loop", {}), dict):
+            return config
+    return None
+
+
+def _set_values(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The trainer settings (``--set``) that differ from the trainer's defaults; None when the
+    trainer is unknown to this installation."""
+    from tumorseg.training.trainers import trainer_class
+
+    try:
+        cls = trainer_class(str(config.get("trainer", "")))
+    except TumorsegError:
+        return None
+    # Defaults as JSON values, like the file's (tuples become lists).
+    defaults = json.loads(json.dumps(asdict(cls.settings_class())))
+    values = dict(config.get("trainer_settings") or {})
+    return {k: values[k] for k in sorted(values) if defaults.get(k, object()) != values[k]}
+
+
+def _value(value: Any) -> str:
+    """A setting as typed after ``--set key=``: ``t1c,flair``, ``true``, ``0.5``."""
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value))
+    return json.dumps(value) if isinstance(value, bool) or value is None else str(value)
+
+
+def _settings(config: dict[str, Any] | None, varying: Sequence[str]) -> list[str]:
+    """Budget, ``--set`` values and the loop settings in ``varying`` of one run, in words."""
+    if config is None:
+        return ["no readable train_config.json"]
+    loop = config.get("loop", {})
+    budget = loop.get("time_budget_s")
+    words = [f"budget {budget / 60:g}m" if budget else "no time budget"]
+    changed = _set_values(config)
+    if changed is not None:
+        words.append(" ".join(f"--set {k}={_value(v)}" for k, v in changed.items()) or "no --set")
+    # Under a budget the epochs are measured, not chosen: left out.
+    shown = [k for k in varying if k in loop and not (budget and k == "epochs")]
+    return words + [f"{k}={_value(loop[k])}" for k in shown]
+
+
+def _describe_run(
+    folder: Path, config: dict[str, Any] | None, varying: Sequence[str], ranks: dict[str, Any]
+) -> str:
+    """``NAME (budget 20m; --set dice_weight=0.5; folds 0,1; trained 2024-05-01 14:03; ...)``."""
+    parts = _settings(config, varying)
+    folds = [p.name.removeprefix("fold_") for p in sorted(folder.glob("fold_*")) if p.is_dir()]
+    parts.append(f"folds {','.join(folds)}" if folds else "no folds")
+    written = [p.stat().st_mtime for p in folder.glob("fold_*/*") if p.is_file()]
+    if written:
+        parts.append(f"trained {datetime.fromtimestamp(max(written)):%Y-%m-%d %H:%M}")
+    if folder.name in ranks:
+        parts.append("find-best rank {} of {}".format(*ranks[folder.name]))
+    return f"{folder.name} ({'; '.join(parts)})"
+
+
+def describe_runs(dataset_folder: Path, runs: Sequence[Path]) -> str:
+    """One line listing ``runs`` with their settings, so a user can pick one with ``--run``.
+
+    Each run shows its time budget, its ``--set`` values, the other loop settings whose values
+    differ between the runs, its folds and when it was last written; the line ends with the run
+    ``find-best`` ranked first among them when a ranking exists.
+    """
+    ranks = _find_best_ranks(dataset_folder)
+    configs = [_train_config(folder) for folder in runs]
+    loops = [c.get("loop", {}) if c else {} for c in configs]
+    keys = sorted({k for loop in loops for k in loop} - _UNLISTED_LOOP)
+    varying = [k for k in keys if len({json.dumps(loop.get(k)) for loop in loops}) > 1]
+    described = (_describe_run(f, c, varying, ranks) for f, c in zip(runs, configs, strict=True))
+    text = ", ".join(described)
+    ranked = [folder.name for folder in runs if folder.name in ranks]
+    if ranked:
+        best = min(ranked, key=lambda name: ranks[name][0])
+        return f"{text}; find-best ranked {best} first of these"
+    return f"{text}; 'tumorseg find-best' ranks them once their folds are validated"
 
 
 def _runs(dataset_folder: Path) -> str:

@@ -34,7 +34,6 @@ from tumorseg.data.convert.common import (
     SEGMENTATION,
     ConversionResult,
     file_role,
-    image_files,
     map_cases,
     map_labels,
     name_tokens,
@@ -42,9 +41,10 @@ from tumorseg.data.convert.common import (
     read_volume,
     require_same_geometry,
     safe_case_id,
-    source_folder,
     write_case,
 )
+from tumorseg.data.convert.longitudinal import TIME_POINT_FOLDERS, longitudinal_layout
+from tumorseg.data.convert.sources import image_files, source_folder
 from tumorseg.data.dataset_json import brats_dataset_json
 from tumorseg.errors import TumorsegError, bad_file
 from tumorseg.paths import dataset_folder_name
@@ -115,6 +115,20 @@ def _scan_case(case_id: str, folder: Path, files: list[Path]) -> BratsCase:
     return BratsCase(case_id, folder, modalities, seg, mask, _guess_convention(modalities, seg))
 
 
+def _refuse_longitudinal(folder: Path) -> None:
+    """Raise when ``folder`` is (a time point of) a longitudinal case: read as one BraTS case,
+    its two time points would look like duplicate modalities, and dropping one loses data."""
+    time_point = folder.name.lower() in TIME_POINT_FOLDERS
+    layout = longitudinal_layout(folder.parent if time_point else folder)
+    if layout is not None:
+        case = folder.parent if time_point else folder
+        raise bad_file(
+            case,
+            f"holds two time points ({layout}), a longitudinal case rather than a BraTS case",
+            "convert such data with 'tumorseg convert longitudinal', which keeps both time points",
+        )
+
+
 def find_brats_cases(src: Path) -> list[BratsCase]:
     """Group the image files under ``src`` into cases; raise on an unknown layout.
 
@@ -130,6 +144,7 @@ def find_brats_cases(src: Path) -> list[BratsCase]:
     names = [folder.name for folder in groups]
     cases = []
     for folder, group in sorted(groups.items()):
+        _refuse_longitudinal(folder)
         # Case ids are folder names; the relative path only where names repeat (HGG/x, LGG/x).
         relative = folder.relative_to(src) if folder != src else Path(src.name)
         label = folder.name if names.count(folder.name) == 1 else "_".join(relative.parts)

@@ -49,6 +49,9 @@ class ConversionResult:
     num_test: int
     label_convention: LabelConvention
     notes: tuple[str, ...] = ()  # one line each, e.g. "masked background outside brainmask"
+    # One line each, for what converted but may be wrong (placeholder spacings, a time point 2
+    # tumour partly outside time point 1's field of view); the CLI prints them to stderr.
+    warnings: tuple[str, ...] = ()
 
     def lines(self) -> list[str]:
         out = [
@@ -59,24 +62,6 @@ class ConversionResult:
         ]
         out.extend(f"  note: {n}" for n in self.notes)
         return out
-
-
-def source_folder(src: Path) -> Path:
-    """Check that ``src`` is an existing, non-empty folder; return it resolved."""
-    src = Path(src).expanduser()
-    if not src.is_dir():
-        raise bad_file(src, "source folder not found", "check the path to the downloaded dataset")
-    if not any(p for p in src.iterdir() if not p.name.startswith(".")):
-        raise bad_file(src, "source folder is empty", "point at the folder that holds the cases")
-    return src.resolve()
-
-
-def image_files(folder: Path, recursive: bool = True) -> list[Path]:
-    """Image files (supported endings, hidden files skipped) in ``folder``, sorted."""
-    found = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(
-        p for p in found if p.is_file() and not p.name.startswith(".") and image_ending(p)
-    )
 
 
 def stem_of(path: Path) -> str:

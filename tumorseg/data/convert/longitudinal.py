@@ -15,10 +15,15 @@ Accepted layouts, one folder per patient under ``SRC``:
 - ``CASE/tp1/<modality files + tumour mask>``, ``CASE/tp2/<tumour mask>`` (names as in BraTS:
   ``t1c``, ``flair`` ...; mask files contain ``mask`` or ``seg``).
 
+``SRC`` may also be a single case folder.
+
 When the time point 2 mask is on another grid it is resampled (nearest neighbour, in physical
-space) onto time point 1's grid; voxels outside time point 2's field of view become 0.
+space) onto time point 1's grid; voxels outside time point 2's field of view become 0. A time
+point 2 tumour that leaves no voxel on time point 1's grid is an error (see
+``_target_on_grid``); one partly outside it converts with a warning naming the case.
 ``spacing`` overrides the header spacing of every file (TCIA headers carry a 1 mm placeholder;
-the real spacing is about 0.9 mm in-plane and 5-6.5 mm between slices).
+the real spacing is about 0.9 mm in-plane and 5-6.5 mm between slices). Without it, a 1x1x1 mm
+header on an image too thin to hold a brain converts with a warning pointing to ``--spacing``.
 """
 
 from __future__ import annotations
@@ -37,27 +42,47 @@ from tumorseg.data.convert.common import (
     ConversionResult,
     binarise,
     file_role,
-    image_files,
     map_cases,
     name_tokens,
     open_dataset,
     read_volume,
     require_same_geometry,
     safe_case_id,
-    source_folder,
     with_spacing,
     write_case,
 )
+from tumorseg.data.convert.sources import image_files, source_folder
 from tumorseg.data.dataset_json import DatasetJson
-from tumorseg.data.io import Geometry, to_sitk
+from tumorseg.data.io import Geometry, read_geometry, to_sitk
 from tumorseg.errors import bad_file
 from tumorseg.paths import dataset_folder_name
 
 RECURRENCE_FOLDER = "recurrenceTr"
+TIME_POINT_FOLDERS = ("tp1", "tp2")
 _EXPECTED = (
     "expected per case Pre_Scan_<MOD>/Pre_Mask/Post_Mask files, or tp1/ and tp2/ folders "
     "with modality files and a tumour mask"
 )
+#: The placeholder many exporters write when the real voxel size is unknown.
+PLACEHOLDER_SPACING = (1.0, 1.0, 1.0)
+#: An adult brain spans at least ~12 cm along every axis, so a 1 mm grid shorter than this along
+#: an axis cannot hold one: its 1x1x1 header is a placeholder (TCIA: 24 slices = "24 mm").
+MIN_BRAIN_EXTENT_MM = 100.0
+
+
+def longitudinal_layout(folder: Path) -> str | None:
+    """The longitudinal layout ``folder`` holds as one case, in words, or None.
+
+    ``"Pre_* and Post_* files"`` (TCIA) or ``"tp1/ and tp2/ folders"``; used to accept a single
+    case folder and, by ``convert brats``, to point such data to ``convert longitudinal``.
+    """
+    firsts = {tokens[0] for p in image_files(folder, recursive=False) if (tokens := name_tokens(p))}
+    if {"pre", "post"} <= firsts:
+        return "Pre_* and Post_* files"
+    subfolders = {p.name.lower() for p in folder.iterdir() if p.is_dir()}
+    if set(TIME_POINT_FOLDERS) <= subfolders:
+        return "tp1/ and tp2/ folders"
+    return None
 
 
 @dataclass(frozen=True)
@@ -93,9 +118,9 @@ def _scan_case(folder: Path) -> LongitudinalCase:
     files = image_files(folder, recursive=False)
     by_time: dict[str, list[Path]] = {"pre": [], "post": []}
     for path in files:
-        first = name_tokens(path)[0]
-        if first in by_time:
-            by_time[first].append(path)
+        tokens = name_tokens(path)
+        if tokens and tokens[0] in by_time:
+            by_time[tokens[0]].append(path)
     subfolders = {p.name.lower(): p for p in folder.iterdir() if p.is_dir()}
     if by_time["pre"] and by_time["post"]:
         modalities, mask1 = _roles(by_time["pre"], folder, rename_t1=True)
@@ -114,8 +139,11 @@ def _scan_case(folder: Path) -> LongitudinalCase:
 
 
 def find_longitudinal_cases(src: Path) -> list[LongitudinalCase]:
-    """One case per sub-folder of ``src``; all cases must share the time point 1 modalities."""
+    """One case per sub-folder of ``src`` (or ``src`` itself when it is one case); all cases must
+    share the time point 1 modalities."""
     src = source_folder(src)
+    if longitudinal_layout(src) is not None:
+        return [_scan_case(src)]
     folders = sorted(p for p in src.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
         raise bad_file(src, "no case folders found", _EXPECTED)
@@ -147,10 +175,54 @@ def resample_mask(mask: np.ndarray, source: Geometry, target: Geometry) -> np.nd
     return sitk.GetArrayFromImage(moved).astype(np.uint8)
 
 
+@dataclass(frozen=True)
+class _CaseOutcome:
+    """What converting one case reports back (picklable: cases may run in worker processes)."""
+
+    resampled: bool  # the time point 2 mask was moved onto time point 1's grid
+    warning: str | None = None
+
+
+def _target_on_grid(
+    case: LongitudinalCase, target: np.ndarray, source: Geometry, reference: Geometry
+) -> tuple[np.ndarray, str | None]:
+    """The time point 2 mask ``target`` on ``reference``'s grid, and a warning or None.
+
+    A tumour that leaves no voxel on the grid (outside time point 1's field of view, or smaller
+    than its voxels) is an error rather than a warning: an empty recurrence target reads as "no
+    recurrence", a wrong training signal that no later check can tell from a true negative,
+    and the dataset is written atomically, so the user fixes or leaves out that one case and
+    converts again. Only a tumour partly outside converts, with a warning naming the case.
+    """
+    moved = resample_mask(target, source, reference)
+    tumour = int(np.count_nonzero(target))
+    if tumour == 0:
+        return moved, None  # no tumour at time point 2: an empty target is the truth
+    # Time point 1's field of view drawn on time point 2's grid (1 inside, 0 outside).
+    field = resample_mask(np.ones(reference.shape, np.uint8), reference, source)
+    outside = int(np.count_nonzero(target & (field == 0)))
+    if not moved.any():
+        raise bad_file(
+            case.mask2,
+            f"the time point 2 tumour ({tumour} voxels, {outside} of them outside time point 1's "
+            "field of view) leaves no voxel on time point 1's grid, so the recurrence target "
+            "would be empty",
+            "check both time points' header origin and spacing (or --spacing), register time "
+            "point 2 onto time point 1, or leave this case out",
+        )
+    if outside:
+        return moved, (
+            f"{case.case_id}: {outside} of {tumour} time point 2 tumour voxels "
+            f"({outside / tumour:.0%}) lie outside time point 1's field of view and are missing "
+            "from its recurrence target"
+        )
+    return moved, None
+
+
 def _convert_case(
     case: LongitudinalCase, order: list[Modality], spacing: Sequence[float] | None, out: Path
-) -> bool:
-    """Write one case; return True when the time point 2 mask was resampled."""
+) -> _CaseOutcome:
+    """Write one case; report whether (and how well) the time point 2 mask was resampled."""
     first = case.modalities[order[0]]
     channels, reference = [], None
     for modality in order:
@@ -167,8 +239,9 @@ def _convert_case(
     target = binarise(mask2, case.mask2)
     geometry2 = with_spacing(geometry2, spacing)
     resampled = reference.mismatch(geometry2, GEOMETRY_TOLERANCE) is not None
+    warning = None
     if resampled:
-        target = resample_mask(target, geometry2, reference)
+        target, warning = _target_on_grid(case, target, geometry2, reference)
     write_case(
         out,
         case.case_id,
@@ -177,7 +250,26 @@ def _convert_case(
         binarise(mask1, case.mask1),
         {RECURRENCE_FOLDER: target},
     )
-    return resampled
+    return _CaseOutcome(resampled, warning)
+
+
+def _placeholder_spacing_warning(cases: list[LongitudinalCase], first: Modality) -> str | None:
+    """A warning when time point 1 headers carry the 1x1x1 placeholder (see the docstring)."""
+    suspect = []
+    for case in cases:
+        geometry = read_geometry(case.modalities[first])
+        extent = min(n * s for n, s in zip(geometry.shape, geometry.spacing, strict=True))
+        if geometry.spacing == PLACEHOLDER_SPACING and extent < MIN_BRAIN_EXTENT_MM:
+            suspect.append((case.case_id, geometry.shape))
+    if not suspect:
+        return None
+    case_id, shape = suspect[0]
+    return (
+        f"{len(suspect)} of {len(cases)} case(s) have header spacing 1x1x1 mm on grids too "
+        f"small to hold a brain (e.g. {case_id}: {'x'.join(map(str, shape))} voxels, so "
+        f"{min(shape)} mm along one axis): a placeholder, as in TCIA exports; give the real "
+        "voxel size with --spacing Z Y X (TCIA Brain-Tumor-Progression: about --spacing 6 0.9 0.9)"
+    )
 
 
 def convert_longitudinal(
@@ -197,9 +289,12 @@ def convert_longitudinal(
     """
     cases = find_longitudinal_cases(src)
     order = [m for m in Modality if m in cases[0].modalities]
+    warnings = []
+    if spacing is None and (placeholder := _placeholder_spacing_warning(cases, order[0])):
+        warnings.append(placeholder)
     with open_dataset(raw_root, dataset_id, name, force) as out:
         convert = partial(_convert_case, order=order, spacing=spacing, out=out)
-        resampled = sum(map_cases(convert, cases, num_processes))
+        outcomes = map_cases(convert, cases, num_processes)
         DatasetJson(
             channel_names=dict(enumerate(m.value for m in order)),
             labels={"background": 0, "tumor": 1},
@@ -209,7 +304,9 @@ def convert_longitudinal(
             targets={"recurrence": RECURRENCE_FOLDER},
             label_convention=LabelConvention.BINARY,
         ).write(out / "dataset.json")
+    warnings.extend(o.warning for o in outcomes if o.warning is not None)
     notes = []
+    resampled = sum(o.resampled for o in outcomes)
     if resampled:
         notes.append(f"resampled the time point 2 mask onto time point 1 in {resampled} case(s)")
     if spacing is not None:
@@ -221,4 +318,5 @@ def convert_longitudinal(
         0,
         LabelConvention.BINARY,
         tuple(notes),
+        tuple(warnings),
     )

@@ -23,17 +23,16 @@ import numpy as np
 from tumorseg.constants import LabelConvention, Modality
 from tumorseg.data.convert.common import (
     ConversionResult,
-    image_files,
     map_cases,
     map_labels,
     open_dataset,
     read_volume,
     require_same_geometry,
     safe_case_id,
-    source_folder,
     stem_of,
     write_case,
 )
+from tumorseg.data.convert.sources import image_files, source_folder
 from tumorseg.data.dataset_json import brats_dataset_json
 from tumorseg.data.io import Geometry
 from tumorseg.errors import bad_file

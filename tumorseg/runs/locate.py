@@ -95,7 +95,7 @@ def _train_config(folder: Path) -> dict[str, Any] | None:
 def _set_values(config: dict[str, Any]) -> dict[str, Any] | None:
     """The trainer settings (``--set``) that differ from the trainer's defaults; None when the
     trainer is unknown to this installation."""
-    from tumorseg.training.trainers import trainer_class
+    from tumorseg.trainers import trainer_class
 
     try:
         cls = trainer_class(str(config.get("trainer", "")))

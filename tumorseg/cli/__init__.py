@@ -14,6 +14,7 @@ import typer
 
 from tumorseg import __version__
 from tumorseg.cli import data, demo, evaluate, plan, predict, synth, train
+from tumorseg.cli.common import accept_hidden_aliases
 from tumorseg.errors import TumorsegError
 
 app = typer.Typer(
@@ -46,6 +47,7 @@ def _root(
 
 for _module in (data, synth, plan, train, predict, evaluate, demo):
     _module.register(app)
+accept_hidden_aliases([app])
 
 
 def main() -> None:

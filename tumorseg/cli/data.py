@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from tumorseg.cli.common import DEFAULT_PREPROCESSED, DEFAULT_RAW, DEFAULT_RESULTS, RawOption, roots
+from tumorseg.cli.common import (
+    DEFAULT_PREPROCESSED,
+    DEFAULT_RAW,
+    DEFAULT_RESULTS,
+    ProcessesOption,
+    RawOption,
+    roots,
+)
 from tumorseg.constants import LabelConvention
 
 if TYPE_CHECKING:
@@ -27,9 +34,6 @@ IdOption = Annotated[
 ]
 NameOption = Annotated[
     str, typer.Option("--name", help="Name of the new dataset (letters, digits, '-', '_').")
-]
-ProcessesOption = Annotated[
-    int, typer.Option("-np", "--num-processes", min=1, help="Cases converted in parallel.")
 ]
 ForceOption = Annotated[
     bool,
@@ -60,9 +64,7 @@ def validate(
         str, typer.Argument(help="Dataset id (501), full name (Dataset501_BraTS) or folder path.")
     ],
     raw: RawOption = DEFAULT_RAW,
-    num_processes: Annotated[
-        int, typer.Option("-np", "--num-processes", min=1, help="Cases checked in parallel.")
-    ] = 1,
+    num_processes: ProcessesOption = 1,
     tolerance: Annotated[
         float,
         typer.Option(

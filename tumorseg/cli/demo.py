@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from tumorseg.cli.common import TrainerOption, processes_option
+
 
 def demo(
     workdir: Annotated[
@@ -23,13 +25,11 @@ def demo(
         str,
         typer.Option("-c", "--configuration", help="Configuration to train: 3d_fullres, 2d ..."),
     ] = "3d_fullres",
-    trainer: Annotated[
-        str, typer.Option("-t", "--trainer", help="Registered trainer.")
-    ] = "default",
+    trainer: TrainerOption = "default",
     spacing: Annotated[float, typer.Option("--spacing", help="Synthetic voxel size in mm.")] = 2.0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of data generation and training.")] = 0,
     num_workers: Annotated[
-        int, typer.Option("-np", "--num-workers", min=0, help="Background worker processes.")
+        int, processes_option("Background worker processes (0: none).", minimum=0)
     ] = 2,
     tta: Annotated[
         bool, typer.Option("--tta", help="Predict with mirroring TTA (8x slower in 3D).")

@@ -13,6 +13,7 @@ from tumorseg.cli.common import (
     DEFAULT_RAW,
     DEFAULT_RESULTS,
     PreprocessedOption,
+    ProcessesOption,
     RawOption,
     ResultsOption,
     roots,
@@ -30,9 +31,6 @@ class Preset(str, Enum):
 DatasetOption = Annotated[
     str | None,
     typer.Option("-d", "--dataset", help="Dataset id, name or folder (regions, label convention)."),
-]
-ProcessesOption = Annotated[
-    int, typer.Option("-np", "--num-processes", min=1, help="Cases evaluated in parallel.")
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,17 +12,22 @@ from tumorseg.cli.common import (
     DEFAULT_PREPROCESSED,
     DEFAULT_RAW,
     DEFAULT_RESULTS,
+    PlansOption,
     PreprocessedOption,
+    ProcessesOption,
     RawOption,
+    ResultsOption,
     roots,
 )
 from tumorseg.constants import DEFAULT_PLANS_NAME, Configuration
 from tumorseg.errors import TumorsegError
+from tumorseg.paths import Roots
 
 
 class PlanDevice(str, Enum):
-    """Devices the planner has rules for."""
+    """Devices the planner has rules for; ``auto`` plans for the device that is present."""
 
+    AUTO = "auto"
     CPU = "cpu"
     CUDA = "cuda"
 
@@ -45,12 +51,6 @@ ConfigurationsOption = Annotated[
         show_default=False,
     ),
 ]
-ProcessesOption = Annotated[
-    int, typer.Option("-np", "--num-processes", min=1, help="Worker processes.")
-]
-PlansNameOption = Annotated[
-    str, typer.Option("--plans-name", help="Name of the plans file (without .json).")
-]
 
 
 def _configurations(first: list[Configuration] | None, more: list[str] | None) -> list[str] | None:
@@ -70,6 +70,26 @@ def _configurations(first: list[Configuration] | None, more: list[str] | None) -
     return list(dict.fromkeys(names))
 
 
+def _stored_plans(dataset: str, r: Roots, plans_name: str) -> Path | None:
+    """The plans file ``plan`` wrote for ``dataset`` under ``plans_name``; None if none yet."""
+    from tumorseg.paths import find_dataset
+
+    try:
+        folder = find_dataset(dataset, r.preprocessed)
+    except TumorsegError:
+        return None
+    path = r.preprocessed / folder.name / f"{plans_name}.json"
+    return path if path.is_file() else None
+
+
+def _show_stored(path: Path) -> None:
+    from tumorseg.planning.plans import Plans
+    from tumorseg.planning.show import format_plans
+
+    typer.echo(format_plans(Plans.read(path)))
+    typer.echo(f"stored plans: {path} (left as they are; run plan without --show to re-plan)")
+
+
 def plan(
     dataset: DatasetArgument,
     more: MoreConfigurations = None,
@@ -84,33 +104,68 @@ def plan(
         ),
     ] = None,
     device: Annotated[
-        PlanDevice, typer.Option("--device", help="Device the plans are for (cpu: small patches).")
-    ] = PlanDevice.CUDA,
+        PlanDevice,
+        typer.Option(
+            "--device",
+            help="Device the plans are for (cpu: small patches); auto: cuda if a CUDA GPU is "
+            "present, else cpu.",
+        ),
+    ] = PlanDevice.AUTO,
     num_processes: ProcessesOption = 2,
     no_preprocess: Annotated[
         bool, typer.Option("--no-preprocess", help="Write fingerprint and plans only.")
     ] = False,
-    show: Annotated[bool, typer.Option("--show", help="Print the plans as a table.")] = False,
-    plans_name: PlansNameOption = DEFAULT_PLANS_NAME,
+    show: Annotated[
+        bool,
+        typer.Option(
+            "--show",
+            help="Print the stored plans as a table, changing nothing; plans first only when "
+            "there are none yet.",
+        ),
+    ] = False,
+    plans_name: PlansOption = DEFAULT_PLANS_NAME,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Replace plans that trained runs use (else give a new --plans name)."
+        ),
+    ] = False,
     clean: Annotated[
         bool, typer.Option("--clean", help="Recompute the fingerprint even if one is stored.")
     ] = False,
     raw: RawOption = DEFAULT_RAW,
     preprocessed: PreprocessedOption = DEFAULT_PREPROCESSED,
+    results: ResultsOption = DEFAULT_RESULTS,
 ) -> None:
-    """Fingerprint a raw dataset, plan its configurations and preprocess them."""
+    """Fingerprint a raw dataset, plan its configurations and preprocess them.
+
+    Plans that trained runs under the results root were made from are replaced only with
+    --force; --show prints the stored plans without planning again.
+    """
     from tumorseg.paths import find_dataset
     from tumorseg.planning.show import format_plans
+    from tumorseg.utils.device import choose_plan_device
     from tumorseg.workflows.plan_and_preprocess import plan_dataset
 
-    r = roots(raw, preprocessed, DEFAULT_RESULTS)
+    r = roots(raw, preprocessed, results)
+    if show:
+        stored = _stored_plans(dataset, r, plans_name)
+        if stored is not None:
+            _show_stored(stored)
+            return
     folder = find_dataset(dataset, r.raw)
+    if show:
+        typer.echo(f"no plans {plans_name!r} for {folder.name} yet: planning them now")
     names = _configurations(configurations, more)
     kwargs = {"configurations": names} if names else {}
+    choice = choose_plan_device(device.value)
+    typer.echo(choice.line())
     plans = plan_dataset(
         folder,
         r.preprocessed,
-        device=device.value,
+        device=choice.device,
+        results_root=r.results,
+        force=force,
         memory_budget_gb=gpu_memory,
         num_processes=num_processes,
         plans_name=plans_name,
@@ -132,7 +187,7 @@ def preprocess(
     more: MoreConfigurations = None,
     configurations: ConfigurationsOption = None,
     num_processes: ProcessesOption = 2,
-    plans_name: PlansNameOption = DEFAULT_PLANS_NAME,
+    plans_name: PlansOption = DEFAULT_PLANS_NAME,
     raw: RawOption = DEFAULT_RAW,
     preprocessed: PreprocessedOption = DEFAULT_PREPROCESSED,
 ) -> None:

@@ -15,10 +15,16 @@ import typer
 from tumorseg.cli.common import (
     DEFAULT_RAW,
     DEFAULT_RESULTS,
+    DeviceName,
+    DeviceOption,
+    FoldsOption,
+    PlansOption,
     RawOption,
     ResultsOption,
+    TrainerOption,
+    resolve_device,
 )
-from tumorseg.constants import DEFAULT_PLANS_NAME, Device
+from tumorseg.constants import DEFAULT_PLANS_NAME
 from tumorseg.errors import TumorsegError
 
 
@@ -27,17 +33,6 @@ class Checkpoint(str, Enum):
     BEST = "best"
 
 
-FoldsOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "-f",
-        "--folds",
-        help="Folds to use: repeat (-f 0 -f 1) or a comma list (-f 0,1,2); 'all' for fold_all. "
-        "Default: every fold with the checkpoint.",
-    ),
-]
-TrainerOption = Annotated[str, typer.Option("-t", "--trainer", help="Trainer of the run.")]
-PlansOption = Annotated[str, typer.Option("--plans", help="Plans name of the run.")]
 RunOption = Annotated[
     str | None,
     typer.Option("--run", help="Run folder name, when runs with different settings exist."),
@@ -95,9 +90,9 @@ def predict(
     save_probabilities: Annotated[
         bool, typer.Option("--save-probabilities", help="Also write CASE.npz (for ensembling).")
     ] = False,
-    device: Annotated[Device, typer.Option("--device", help="Inference device.")] = Device.CPU,
+    device: DeviceOption = DeviceName.AUTO,
     num_threads: Annotated[
-        int | None, typer.Option("-np", "--num-threads", min=1, help="CPU threads for the network.")
+        int | None, typer.Option("--num-threads", min=1, help="CPU threads for the network.")
     ] = None,
     tile_batch_size: Annotated[
         int, typer.Option("--tile-batch-size", min=1, help="Tiles per forward pass.")
@@ -150,7 +145,7 @@ def predict(
     predictor = Predictor(
         fold_paths,
         checkpoint=checkpoint.value,
-        device=device.value,
+        device=resolve_device(device),
         tta=not no_tta,
         step_size=step,
         tile_batch_size=tile_batch_size,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tumorseg.cli.common import DEFAULT_RAW, RawOption
+from tumorseg.cli.common import DEFAULT_RAW, ProcessesOption, RawOption
 
 
 def synth(
@@ -37,9 +37,7 @@ def synth(
     force: Annotated[
         bool, typer.Option("--force", help="Replace a dataset with the same id.")
     ] = False,
-    num_processes: Annotated[
-        int, typer.Option("-np", "--num-processes", min=1, help="Cases generated in parallel.")
-    ] = 1,
+    num_processes: ProcessesOption = 1,
     montage: Annotated[
         Path | None, typer.Option("--montage", help="Also write a PNG montage of 4 cases here.")
     ] = None,

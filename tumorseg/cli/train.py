@@ -11,12 +11,19 @@ from tumorseg.cli.common import (
     DEFAULT_PREPROCESSED,
     DEFAULT_RAW,
     DEFAULT_RESULTS,
+    DeviceName,
+    DeviceOption,
+    PlansOption,
     PreprocessedOption,
     RawOption,
     ResultsOption,
+    TrainerOption,
+    folds_option,
+    processes_option,
+    resolve_device,
     roots,
 )
-from tumorseg.constants import DEFAULT_PLANS_NAME, Device
+from tumorseg.constants import DEFAULT_PLANS_NAME
 
 
 def train(
@@ -29,9 +36,7 @@ def train(
     fold: Annotated[
         str, typer.Argument(help="Cross-validation fold 0-4, or 'all' (train on every case).")
     ],
-    trainer: Annotated[
-        str, typer.Option("--trainer", "-tr", help="Registered trainer name.")
-    ] = "default",
+    trainer: TrainerOption = "default",
     epochs: Annotated[
         int | None,
         typer.Option("--epochs", min=1, help="Epochs of the LR schedule (default: 1000)."),
@@ -55,7 +60,7 @@ def train(
             help="Fit the whole schedule into this wall-clock time, e.g. 90s, 20m, 2h.",
         ),
     ] = None,
-    device: Annotated[Device, typer.Option("--device", help="Training device.")] = Device.CPU,
+    device: DeviceOption = DeviceName.AUTO,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the fold's latest checkpoint.")
     ] = False,
@@ -67,12 +72,12 @@ def train(
         int | None, typer.Option("--seed", help="Seed of weights, sampling and augmentation.")
     ] = None,
     num_workers: Annotated[
-        int, typer.Option("-np", "--num-workers", min=0, help="Background data-loading processes.")
+        int, processes_option("Background data-loading processes (0: none).", minimum=0)
     ] = 2,
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", min=1, help="Override the plan's batch size.")
     ] = None,
-    plans: Annotated[str, typer.Option("--plans", help="Plans name.")] = DEFAULT_PLANS_NAME,
+    plans: PlansOption = DEFAULT_PLANS_NAME,
     validation_tta: Annotated[
         bool, typer.Option("--validation-tta", help="Mirroring TTA in the final validation.")
     ] = False,
@@ -92,7 +97,7 @@ def train(
     from tumorseg.training.run import prepare_run
 
     chosen_fold = parse_fold(fold)
-    loop_values: dict[str, object] = {"device": device.value, "num_workers": num_workers}
+    loop_values: dict[str, object] = {"device": resolve_device(device), "num_workers": num_workers}
     optional = {
         "epochs": epochs,
         "iterations_per_epoch": iterations,
@@ -128,7 +133,7 @@ def train(
 def slurm(
     dataset: Annotated[str, typer.Argument(help="Dataset id or DatasetNNN_Name.")],
     configurations: Annotated[list[str], typer.Argument(help="One or more configurations.")],
-    folds: Annotated[str, typer.Option("--folds", help="Folds, e.g. 0-4, 0,2 or all.")] = "0-4",
+    folds: Annotated[list[str] | None, folds_option("0-4")] = None,
     partition: Annotated[str | None, typer.Option("--partition", help="SLURM partition.")] = None,
     gpus: Annotated[
         int, typer.Option("--gpus", min=0, help="GPUs per task (>1 runs torchrun DDP).")
@@ -136,9 +141,7 @@ def slurm(
     time: Annotated[
         str, typer.Option("--time", help="Wall-clock limit per task, HH:MM:SS.")
     ] = "24:00:00",
-    trainer: Annotated[
-        str, typer.Option("--trainer", "-tr", help="Registered trainer name.")
-    ] = "default",
+    trainer: TrainerOption = "default",
     output: Annotated[Path, typer.Option("-o", "--output", help="Script to write.")] = Path(
         "tumorseg_train.sh"
     ),

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tumorseg.constants import LabelConvention
 from tumorseg.data.dataset_json import brats_dataset_json
 from tumorseg.data.io import Geometry, write_image
+from tumorseg.data.labels import LabelConvention
 from tumorseg.paths import dataset_folder_name
 
 CHANNELS = ["T1", "T1c", "T2", "FLAIR"]

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from tests.tiny_data import CHANNELS, tiny_case, write_tiny_dataset
-from tumorseg.constants import Configuration, LabelConvention
+from tumorseg.constants import Configuration
 from tumorseg.data.dataset_json import brats_dataset_json
 from tumorseg.data.io import Geometry
+from tumorseg.data.labels import LabelConvention
 from tumorseg.paths import Roots, dataset_folder_name
 from tumorseg.planning.plans import PLANS_SCHEMA_VERSION, ConfigurationPlan, NetworkTopology, Plans
 from tumorseg.preprocessing.storage import write_case

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from tumorseg.cli.common import DEFAULT_PREPROCESSED, DEFAULT_RAW, DEFAULT_RESULTS, RawOption, roots
-from tumorseg.constants import LabelConvention
+from tumorseg.data.labels import LabelConvention
 
 if TYPE_CHECKING:
     from tumorseg.data.convert import ConversionResult

@@ -3,22 +3,23 @@
 synthesise -> hold out test cases -> plan -> train on a wall-clock budget -> predict the held-out
 cases -> evaluate -> write a Markdown report with the metrics table and overlay PNGs.
 
-Every step is the public command a user would type, run in-process and printed first, so the
-demo doubles as a worked example of the command line.
+Each step calls the API function behind a public command and prints that command first, with
+the same values, so the demo doubles as a worked example of the command line.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from tumorseg.constants import LabelConvention
+from tumorseg.constants import DEFAULT_PLANS_NAME
 from tumorseg.data.dataset_json import DatasetJson
-from tumorseg.data.io import read_image, write_image
+from tumorseg.data.io import read_image
+from tumorseg.data.labels import FileConvention, LabelManager
 from tumorseg.errors import TumorsegError
 from tumorseg.paths import Roots, dataset_folder_name
 from tumorseg.reporting.report import write_demo_report
@@ -54,23 +55,29 @@ class StepLog:
     steps: list[tuple[str, float]] = field(default_factory=list)
 
 
-def _run(
-    cli: Callable[[list[str]], None], argv: list[str], log: StepLog, echo: Callable[[str], None]
-) -> None:
-    echo("$ tumorseg " + " ".join(argv))
+def _step(
+    words: list[str], action: Callable[[], Any], log: StepLog, echo: Callable[[str], None]
+) -> Any:
+    """Print ``tumorseg WORDS``, run ``action`` (the API call of that command), time it."""
+    command = "tumorseg " + " ".join(words)
+    echo("$ " + command)
     start = time.perf_counter()
-    cli(argv)
-    log.steps.append(("tumorseg " + " ".join(argv), time.perf_counter() - start))
+    result = action()
+    log.steps.append((command, time.perf_counter() - start))
+    return result
 
 
 def hold_out_cases(dataset: Path, n: int) -> list[str]:
     """Move the last ``n`` training cases to ``imagesTs``/``labelsTs``.
 
     The held-out labels are written in the dataset's source label convention (BraTS 2021:
-    0/1/2/4), like ground truth a user would have, so evaluation compares predictions and
-    references in the same convention.
+    0/1/2/4), like ground truth a user would have, through the one label-map writer, so
+    ``labelsTs/labels.json`` records it and evaluation reads the references right.
     """
+    from tumorseg.inference.export import prepare_folder, write_labels
+
     dj = DatasetJson.read(dataset)
+    labels = LabelManager.from_dataset_json(dj)
     cases = sorted(
         p.name[: -len("_0000" + dj.file_ending)]
         for p in (dataset / "imagesTr").glob(f"*_0000{dj.file_ending}")
@@ -82,28 +89,31 @@ def hold_out_cases(dataset: Path, n: int) -> list[str]:
         )
     held = cases[-n:]
     (dataset / "imagesTs").mkdir(exist_ok=True)
-    (dataset / "labelsTs").mkdir(exist_ok=True)
-    to_source = (dj.label_convention or LabelConvention.BRATS2023).to_source
+    prepare_folder(dataset / "labelsTs", labels)
     for case in held:
         for c in range(dj.num_channels):
             name = f"{case}_{c:04d}{dj.file_ending}"
             shutil.move(dataset / "imagesTr" / name, dataset / "imagesTs" / name)
-        label, geometry = read_image(dataset / "labelsTr" / f"{case}{dj.file_ending}")
-        source = label.copy()
-        for internal, value in to_source.items():
-            source[label == internal] = value
-        write_image(dataset / "labelsTs" / f"{case}{dj.file_ending}", source, geometry)
-        (dataset / "labelsTr" / f"{case}{dj.file_ending}").unlink()
+        source = dataset / "labelsTr" / f"{case}{dj.file_ending}"
+        label, geometry = read_image(source)
+        values = labels.from_file(label, FileConvention.INTERNAL, source)
+        target = dataset / "labelsTs" / f"{case}{dj.file_ending}"
+        write_labels(target, values, geometry, labels, labels.export_convention)
+        source.unlink()
     DatasetJson(**{**dj.__dict__, "num_training": len(cases) - n}).write(dataset / "dataset.json")
     return held
 
 
 def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Path:
     """Run the demo; return the path of the Markdown report."""
-    from tumorseg.cli import app
-
-    def cli(argv: list[str]) -> None:
-        app(argv, standalone_mode=False)
+    from tumorseg.data.synthetic.generate import generate_dataset
+    from tumorseg.evaluation.folders import evaluate_predictions
+    from tumorseg.evaluation.summary import format_means
+    from tumorseg.inference.predict_folder import predict_with_run
+    from tumorseg.training.config import parse_duration
+    from tumorseg.training.loop import train
+    from tumorseg.training.run import prepare_run
+    from tumorseg.workflows.plan_and_preprocess import plan_dataset
 
     workdir = settings.workdir.resolve()
     roots = Roots.under(workdir)
@@ -118,9 +128,9 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Pat
     log = StepLog()
     did = str(DEMO_DATASET_ID)
     processes = max(1, settings.num_workers)  # synth and plan need at least one process
+    config = settings.configuration
     start = time.perf_counter()
-    _run(
-        cli,
+    _step(
         [
             "synth",
             "--id",
@@ -135,18 +145,27 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Pat
             str(processes),
             *root_args,
         ],
+        lambda: generate_dataset(
+            roots.raw,
+            DEMO_DATASET_ID,
+            settings.cases,
+            name=DEMO_DATASET_NAME,
+            spacing=settings.spacing,
+            seed=settings.seed,
+            num_processes=processes,
+            log=echo,
+        ),
         log,
         echo,
     )
     held = hold_out_cases(dataset, settings.held_out)
     echo(f"held out for testing: {', '.join(held)}")
-    _run(
-        cli,
+    _step(
         [
             "plan",
             did,
             "-c",
-            settings.configuration,
+            config,
             "--device",
             "cpu",
             "-np",
@@ -154,15 +173,28 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Pat
             *root_args,
             *pre_args,
         ],
+        lambda: plan_dataset(
+            dataset,
+            roots.preprocessed,
+            configurations=[config],
+            device="cpu",
+            num_processes=processes,
+            log=echo,
+        ),
         log,
         echo,
     )
-    _run(
-        cli,
+    loop_values = {
+        "device": "cpu",
+        "num_workers": settings.num_workers,
+        "time_budget_s": parse_duration(settings.time_budget),
+        "seed": settings.seed,
+    }
+    _step(
         [
             "train",
             did,
-            settings.configuration,
+            config,
             "all",
             "--trainer",
             settings.trainer,
@@ -176,12 +208,16 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Pat
             *pre_args,
             *res_args,
         ],
+        lambda: train(
+            prepare_run(
+                roots, did, config, "all", settings.trainer, DEFAULT_PLANS_NAME, {}, loop_values
+            )
+        ),
         log,
         echo,
     )
     predictions = workdir / "predictions"
-    _run(
-        cli,
+    predicted = _step(
         [
             "predict",
             "-i",
@@ -191,7 +227,7 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Pat
             "-d",
             did,
             "-c",
-            settings.configuration,
+            config,
             "-t",
             settings.trainer,
             "-f",
@@ -200,11 +236,23 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Pat
             *([] if settings.tta else ["--no-tta"]),
             *res_args,
         ],
+        lambda: predict_with_run(
+            dataset / "imagesTs",
+            predictions,
+            roots.results,
+            did,
+            config,
+            trainer=settings.trainer,
+            folds=["all"],
+            tta=settings.tta,
+            progress=False,
+        ),
         log,
         echo,
     )
-    _run(
-        cli,
+    if predicted.failed:
+        raise TumorsegError(f"demo: prediction failed for {', '.join(predicted.failed)}")
+    summary = _step(
         [
             "evaluate",
             str(predictions),
@@ -215,11 +263,17 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Pat
             str(predictions / "summary.json"),
             *root_args,
         ],
+        lambda: evaluate_predictions(
+            predictions,
+            dataset / "labelsTs",
+            dataset_folder=dataset,
+            output=predictions / "summary.json",
+        ),
         log,
         echo,
     )
+    echo(format_means(summary))
     total = time.perf_counter() - start
-    summary = json.loads((predictions / "summary.json").read_text())
     report = write_demo_report(
         workdir / "report",
         summary=summary,

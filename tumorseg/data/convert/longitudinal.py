@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tumorseg.constants import LabelConvention, Modality
+from tumorseg.constants import Modality
 from tumorseg.data.convert.common import (
     GEOMETRY_TOLERANCE,
     SEGMENTATION,
@@ -50,6 +50,7 @@ from tumorseg.data.convert.common import (
 )
 from tumorseg.data.dataset_json import DatasetJson
 from tumorseg.data.io import Geometry, to_sitk
+from tumorseg.data.labels import LabelConvention
 from tumorseg.errors import bad_file
 from tumorseg.paths import dataset_folder_name
 

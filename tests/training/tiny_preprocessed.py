@@ -72,13 +72,24 @@ def class_locations(
     return out
 
 
-def write_tiny_preprocessed(roots: Roots, n_cases: int = 6, with_raw: bool = True) -> Path:
+def write_tiny_preprocessed(
+    roots: Roots,
+    n_cases: int = 6,
+    with_raw: bool = True,
+    label_convention: LabelConvention = LabelConvention.BRATS2023,
+) -> Path:
     """``PREPROCESSED/Dataset001_Tiny`` (+ the matching raw dataset); returns the folder."""
     if with_raw:
-        write_tiny_dataset(roots.raw, n_cases=n_cases, shape=SHAPE, spacing=SPACING)
+        write_tiny_dataset(
+            roots.raw,
+            n_cases=n_cases,
+            shape=SHAPE,
+            spacing=SPACING,
+            label_convention=label_convention,
+        )
     folder = roots.preprocessed / DATASET
     folder.mkdir(parents=True)
-    dataset = brats_dataset_json(CHANNELS, n_cases, LabelConvention.BRATS2023, name="Tiny")
+    dataset = brats_dataset_json(CHANNELS, n_cases, label_convention, name="Tiny")
     dataset.write(folder / "dataset.json")
     plans = tiny_plans()
     plans.write(folder / "tumorsegPlans.json")

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from shlex import quote
 from typing import Any
 
 from tumorseg.constants import DEFAULT_PLANS_NAME
@@ -56,10 +57,10 @@ class StepLog:
 
 
 def _step(
-    words: list[str], action: Callable[[], Any], log: StepLog, echo: Callable[[str], None]
+    command: str, action: Callable[[], Any], log: StepLog, echo: Callable[[str], None]
 ) -> Any:
-    """Print ``tumorseg WORDS``, run ``action`` (the API call of that command), time it."""
-    command = "tumorseg " + " ".join(words)
+    """Print ``$ tumorseg COMMAND``, run ``action`` (that command's API call) and time it."""
+    command = "tumorseg " + command
     echo("$ " + command)
     start = time.perf_counter()
     result = action()
@@ -117,37 +118,24 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Pat
 
     workdir = settings.workdir.resolve()
     roots = Roots.under(workdir)
-    root_args = ["--raw", str(roots.raw)]
-    pre_args = ["--preprocessed", str(roots.preprocessed)]
-    res_args = ["--results", str(roots.results)]
+    raw = f"--raw {quote(str(roots.raw))}"
+    pre = f"--preprocessed {quote(str(roots.preprocessed))}"
+    res = f"--results {quote(str(roots.results))}"
     dataset = roots.raw / dataset_folder_name(DEMO_DATASET_ID, DEMO_DATASET_NAME)
     if workdir.exists() and any(workdir.iterdir()):
         raise TumorsegError(
             f"{workdir}: demo folder is not empty; remove it or choose another --workdir"
         )
     log = StepLog()
-    did = str(DEMO_DATASET_ID)
+    did, config, trainer = DEMO_DATASET_ID, settings.configuration, settings.trainer
     processes = max(1, settings.num_workers)  # synth and plan need at least one process
-    config = settings.configuration
     start = time.perf_counter()
     _step(
-        [
-            "synth",
-            "--id",
-            did,
-            "--cases",
-            str(settings.cases),
-            "--spacing",
-            str(settings.spacing),
-            "--seed",
-            str(settings.seed),
-            "-np",
-            str(processes),
-            *root_args,
-        ],
+        f"synth --id {did} --cases {settings.cases} --spacing {settings.spacing} "
+        f"--seed {settings.seed} -np {processes} {raw}",
         lambda: generate_dataset(
             roots.raw,
-            DEMO_DATASET_ID,
+            did,
             settings.cases,
             name=DEMO_DATASET_NAME,
             spacing=settings.spacing,
@@ -161,18 +149,7 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Pat
     held = hold_out_cases(dataset, settings.held_out)
     echo(f"held out for testing: {', '.join(held)}")
     _step(
-        [
-            "plan",
-            did,
-            "-c",
-            config,
-            "--device",
-            "cpu",
-            "-np",
-            str(processes),
-            *root_args,
-            *pre_args,
-        ],
+        f"plan {did} -c {config} --device cpu -np {processes} {raw} {pre}",
         lambda: plan_dataset(
             dataset,
             roots.preprocessed,
@@ -191,58 +168,28 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Pat
         "seed": settings.seed,
     }
     _step(
-        [
-            "train",
-            did,
-            config,
-            "all",
-            "--trainer",
-            settings.trainer,
-            "--time-budget",
-            settings.time_budget,
-            "--seed",
-            str(settings.seed),
-            "-np",
-            str(settings.num_workers),
-            *root_args,
-            *pre_args,
-            *res_args,
-        ],
+        f"train {did} {config} all --trainer {trainer} --time-budget {settings.time_budget} "
+        f"--seed {settings.seed} -np {settings.num_workers} {raw} {pre} {res}",
         lambda: train(
             prepare_run(
-                roots, did, config, "all", settings.trainer, DEFAULT_PLANS_NAME, {}, loop_values
+                roots, str(did), config, "all", trainer, DEFAULT_PLANS_NAME, {}, loop_values
             )
         ),
         log,
         echo,
     )
+    images, references = dataset / "imagesTs", dataset / "labelsTs"
     predictions = workdir / "predictions"
     predicted = _step(
-        [
-            "predict",
-            "-i",
-            str(dataset / "imagesTs"),
-            "-o",
-            str(predictions),
-            "-d",
-            did,
-            "-c",
-            config,
-            "-t",
-            settings.trainer,
-            "-f",
-            "all",
-            "--quiet",
-            *([] if settings.tta else ["--no-tta"]),
-            *res_args,
-        ],
+        f"predict -i {quote(str(images))} -o {quote(str(predictions))} -d {did} -c {config} "
+        f"-t {trainer} -f all --quiet{'' if settings.tta else ' --no-tta'} {res}",
         lambda: predict_with_run(
-            dataset / "imagesTs",
+            images,
             predictions,
             roots.results,
-            did,
+            str(did),
             config,
-            trainer=settings.trainer,
+            trainer=trainer,
             folds=["all"],
             tta=settings.tta,
             progress=False,
@@ -252,22 +199,12 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Pat
     )
     if predicted.failed:
         raise TumorsegError(f"demo: prediction failed for {', '.join(predicted.failed)}")
+    summary_path = predictions / "summary.json"
     summary = _step(
-        [
-            "evaluate",
-            str(predictions),
-            str(dataset / "labelsTs"),
-            "-d",
-            did,
-            "-o",
-            str(predictions / "summary.json"),
-            *root_args,
-        ],
+        f"evaluate {quote(str(predictions))} {quote(str(references))} -d {did} "
+        f"-o {quote(str(summary_path))} {raw}",
         lambda: evaluate_predictions(
-            predictions,
-            dataset / "labelsTs",
-            dataset_folder=dataset,
-            output=predictions / "summary.json",
+            predictions, references, dataset_folder=dataset, output=summary_path
         ),
         log,
         echo,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tumorseg.data.dataset_json import brats_dataset_json
+from tumorseg.data.dataset_json import DatasetJson, brats_dataset_json
 from tumorseg.data.io import Geometry, write_image
 from tumorseg.data.labels import LabelConvention
 from tumorseg.paths import dataset_folder_name
@@ -82,3 +82,21 @@ def write_tiny_dataset(
         folder / "dataset.json"
     )
     return folder
+
+
+def dataset137() -> DatasetJson:
+    """nnU-Net's Dataset137_BraTS2021: 1 edema, 2 non-enhancing, 3 enhancing; regions declared."""
+    return DatasetJson.from_dict(
+        {
+            "channel_names": dict(enumerate(CHANNELS)),
+            "labels": {
+                "background": 0,
+                "whole tumor": [1, 2, 3],
+                "tumor core": [2, 3],
+                "enhancing tumor": 3,
+            },
+            "regions_class_order": [1, 2, 3],
+            "numTraining": 1,
+            "file_ending": ".nii.gz",
+        }
+    )

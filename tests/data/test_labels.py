@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.tiny_data import dataset137
 from tumorseg.data.dataset_json import DatasetJson, brats_dataset_json
 from tumorseg.data.labels import (
     LABEL_RECORD,
@@ -23,24 +24,6 @@ from tumorseg.data.labels import (
 from tumorseg.errors import TumorsegError
 
 CHANNELS = ["T1", "T1c", "T2", "FLAIR"]
-
-
-def dataset137() -> DatasetJson:
-    """nnU-Net's Dataset137_BraTS2021: 1 edema, 2 non-enhancing, 3 enhancing; regions declared."""
-    return DatasetJson.from_dict(
-        {
-            "channel_names": dict(enumerate(CHANNELS)),
-            "labels": {
-                "background": 0,
-                "whole tumor": [1, 2, 3],
-                "tumor core": [2, 3],
-                "enhancing tumor": 3,
-            },
-            "regions_class_order": [1, 2, 3],
-            "numTraining": 1,
-            "file_ending": ".nii.gz",
-        }
-    )
 
 
 def test_tumorseg_glioma_dataset_regions_and_conventions() -> None:

@@ -11,9 +11,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from tests.data.test_labels import dataset137
 from tests.inference.tiny_run import SHAPE, tiny_dataset_json, write_tiny_run
-from tests.tiny_data import write_tiny_dataset
+from tests.tiny_data import dataset137, write_tiny_dataset
 from tumorseg.cli import app
 from tumorseg.data.io import Geometry, read_image, write_image
 from tumorseg.data.labels import LABEL_RECORD, LabelConvention, LabelManager

@@ -57,7 +57,7 @@ def evaluate(
         typer.Option(
             "--regions",
             help="brats: WT/TC/ET (from dataset.json's regions); labels: each label alone; "
-            "dataset: dataset.json's regions by name [default: brats when known, else dataset].",
+            "dataset: dataset.json's regions by name (default: brats when known, else dataset).",
             show_default=False,
         ),
     ] = None,
@@ -79,7 +79,7 @@ def evaluate(
     output: Annotated[
         Path | None,
         typer.Option(
-            "-o", "--output", help="summary.json path or folder [default: PRED/summary.json]."
+            "-o", "--output", help="summary.json path or folder (default: PRED/summary.json)."
         ),
     ] = None,
     num_processes: ProcessesOption = 1,
@@ -91,7 +91,7 @@ def evaluate(
         str | None,
         typer.Option(
             "--file-ending",
-            help="Ending of the label files [default: the dataset's, else .nii.gz].",
+            help="Ending of the label files (default: the dataset's, else .nii.gz).",
             show_default=False,
         ),
     ] = None,
@@ -210,7 +210,7 @@ def apply(
         typer.Option(
             "--convention",
             help="Label convention of the files, overriding their labels.json "
-            "[default: labels.json, which predict writes; else internal].",
+            "(default: labels.json, which predict writes; else internal).",
             show_default=False,
         ),
     ] = None,

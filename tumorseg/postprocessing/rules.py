@@ -90,7 +90,7 @@ def apply_step(labels: np.ndarray, step: Mapping[str, Any], spacing: Sequence[fl
 def apply_postprocessing(
     labels: np.ndarray, decision: Mapping[str, Any], spacing: Sequence[float]
 ) -> np.ndarray:
-    """Apply every step of ``decision`` in order to ``labels`` (internal labels, e.g. (Z, Y, X)).
+    """Apply every step of ``decision`` in order to ``labels`` (dataset values, e.g. (Z, Y, X)).
 
     ``spacing`` (mm per voxel along the array axes) converts ``min_volume_mm3`` sizes to voxels.
     """

@@ -29,7 +29,7 @@ import csv
 import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,6 +39,9 @@ from tumorseg.evaluation.lesionwise import lesionwise_metrics
 from tumorseg.evaluation.metrics import EMPTY_HD95, METRICS, region_metrics
 from tumorseg.utils.atomic import write_json, write_text
 from tumorseg.utils.parallel import run_parallel
+
+if TYPE_CHECKING:
+    from tumorseg.data.io import Geometry
 
 LESION_METRICS: tuple[str, ...] = ("lesion_dice", "lesion_hd95")
 
@@ -100,7 +103,9 @@ def check_geometry(pairs: Mapping[str, tuple[Path, Path]]) -> None:
 _FIX = "check the file, or give its convention with --convention / --gt-convention"
 
 
-def read_label_file(path: Path, mapping: Mapping[int, int] | None) -> tuple[np.ndarray, Any]:
+def read_label_file(
+    path: Path, mapping: Mapping[int, int] | None
+) -> tuple[np.ndarray, Geometry]:
     """``(labels mapped with mapping, geometry)``; ``None``: tumorseg's internal labels 0-3."""
     from tumorseg.data.io import read_image
 

@@ -73,9 +73,9 @@ def generated_case(rng: np.random.Generator, shape: tuple[int, ...], spacing: fl
 def write_generated(
     raw: Path, dataset_id: int, n: int, spacing: float, shape: tuple[int, ...]
 ) -> Path:
-    from tumorseg.constants import LabelConvention
     from tumorseg.data.dataset_json import brats_dataset_json
     from tumorseg.data.io import Geometry, write_image
+    from tumorseg.data.labels import LabelConvention
 
     folder = raw / f"Dataset{dataset_id}_Bench{spacing:g}mm"
     if (folder / "dataset.json").is_file():

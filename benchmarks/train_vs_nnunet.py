@@ -195,7 +195,8 @@ def tumorseg_side(
 
 def tumorseg_predict(fold: Path, folder: Path) -> dict[str, np.ndarray]:
     from tumorseg.data.io import read_image
-    from tumorseg.inference.predictor import Predictor, probabilities_to_labels
+    from tumorseg.data.labels import LabelManager
+    from tumorseg.inference.predictor import Predictor
 
     predictor = Predictor([fold], checkpoint="final", device="cpu", tta=False)
     out = {}
@@ -204,7 +205,8 @@ def tumorseg_predict(fold: Path, folder: Path) -> dict[str, np.ndarray]:
         images = [read_image(p)[0] for p in sorted((folder / "imagesTs").glob(f"{case}_*.nii.gz"))]
         geometry = read_image(label)[1]
         probs = predictor.predict_case(images, geometry)
-        out[case] = probabilities_to_labels(probs, predictor.activation, predictor.dataset_json)
+        labels = LabelManager.from_dataset_json(predictor.dataset_json)
+        out[case] = labels.probabilities_to_labels(probs, predictor.activation)
     return out
 
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tumorseg.constants import LabelConvention, Modality
+from tumorseg.constants import Modality
 from tumorseg.data.dataset_json import DatasetJson
 from tumorseg.data.io import Geometry, read_image, write_image
+from tumorseg.data.labels import LabelConvention
 from tumorseg.data.raw_dataset import RawDataset
 from tumorseg.errors import TumorsegError
 from tumorseg.paths import find_dataset

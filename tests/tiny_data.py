@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tumorseg.constants import LabelConvention
-from tumorseg.data.dataset_json import brats_dataset_json
+from tumorseg.data.dataset_json import DatasetJson, brats_dataset_json
 from tumorseg.data.io import Geometry, write_image
+from tumorseg.data.labels import LabelConvention
 from tumorseg.paths import dataset_folder_name
 
 CHANNELS = ["T1", "T1c", "T2", "FLAIR"]
@@ -60,8 +60,13 @@ def write_tiny_dataset(
     shape: tuple[int, int, int] = (20, 24, 24),
     spacing: tuple[float, float, float] = (2.0, 2.0, 2.0),
     seed: int = 0,
+    label_convention: LabelConvention = LabelConvention.BRATS2023,
 ) -> Path:
-    """Write a raw dataset in the tumorseg / nnU-Net v2 convention; return its folder."""
+    """Write a raw dataset in the tumorseg / nnU-Net v2 convention; return its folder.
+
+    ``labelsTr`` holds internal labels; dataset.json declares ``label_convention`` as the
+    source convention (in which predictions are written back).
+    """
     rng = np.random.default_rng(seed)
     folder = raw_root / dataset_folder_name(dataset_id, name)
     (folder / "imagesTr").mkdir(parents=True)
@@ -73,7 +78,25 @@ def write_tiny_dataset(
         for c, img in enumerate(images):
             write_image(folder / "imagesTr" / f"{case}_{c:04d}.nii.gz", img, geometry)
         write_image(folder / "labelsTr" / f"{case}.nii.gz", label, geometry)
-    brats_dataset_json(CHANNELS, n_cases, LabelConvention.BRATS2023, name=name).write(
+    brats_dataset_json(CHANNELS, n_cases, label_convention, name=name).write(
         folder / "dataset.json"
     )
     return folder
+
+
+def dataset137() -> DatasetJson:
+    """nnU-Net's Dataset137_BraTS2021: 1 edema, 2 non-enhancing, 3 enhancing; regions declared."""
+    return DatasetJson.from_dict(
+        {
+            "channel_names": dict(enumerate(CHANNELS)),
+            "labels": {
+                "background": 0,
+                "whole tumor": [1, 2, 3],
+                "tumor core": [2, 3],
+                "enhancing tumor": 3,
+            },
+            "regions_class_order": [1, 2, 3],
+            "numTraining": 1,
+            "file_ending": ".nii.gz",
+        }
+    )

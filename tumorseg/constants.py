@@ -47,62 +47,6 @@ class Region(str, Enum):
     ENHANCING_TUMOR = "ET"
 
 
-class TumorLabel(int, Enum):
-    """tumorseg's internal label values for glioma datasets (consecutive, as nnU-Net requires).
-
-    The numbers equal the BraTS 2023 convention. Other conventions are mapped on conversion and
-    mapped back on export (see ``LabelConvention``).
-    """
-
-    BACKGROUND = 0
-    NECROSIS = 1  # necrotic / non-enhancing tumour core (BraTS NCR, NETC)
-    EDEMA = 2  # peritumoural edema (BraTS ED, SNFH)
-    ENHANCING = 3  # enhancing tumour (BraTS ET)
-
-
-#: Internal label values that make up each region.
-REGION_LABELS: dict[Region, tuple[int, ...]] = {
-    Region.WHOLE_TUMOR: (1, 2, 3),
-    Region.TUMOR_CORE: (1, 3),
-    Region.ENHANCING_TUMOR: (3,),
-}
-
-
-class LabelConvention(str, Enum):
-    """Label conventions of source datasets; ``to_internal`` maps source values to TumorLabel."""
-
-    BRATS2013 = "brats2013"  # 1 necrosis, 2 edema, 3 non-enhancing, 4 enhancing
-    BRATS2021 = "brats2021"  # 1 NCR/NET, 2 ED, 4 ET (BraTS 2017-2021)
-    BRATS2023 = "brats2023"  # 1 NETC, 2 SNFH, 3 ET
-    MSD = "msd"  # Task01_BrainTumour: 1 edema, 2 non-enhancing tumour, 3 enhancing tumour
-    BINARY = "binary"  # 0 background, 1 tumour
-
-    @property
-    def to_internal(self) -> dict[int, int]:
-        return _TO_INTERNAL[self]
-
-    @property
-    def to_source(self) -> dict[int, int]:
-        """Internal value -> source value, used to write predictions back in the source convention.
-
-        Where the source distinguishes labels that tumorseg merges (BraTS 2013 necrosis vs
-        non-enhancing), the merged label is written as the first of them.
-        """
-        inverse: dict[int, int] = {}
-        for src, dst in sorted(_TO_INTERNAL[self].items()):
-            inverse.setdefault(dst, src)
-        return inverse
-
-
-_TO_INTERNAL: dict[LabelConvention, dict[int, int]] = {
-    LabelConvention.BRATS2013: {0: 0, 1: 1, 2: 2, 3: 1, 4: 3},
-    LabelConvention.BRATS2021: {0: 0, 1: 1, 2: 2, 4: 3},
-    LabelConvention.BRATS2023: {0: 0, 1: 1, 2: 2, 3: 3},
-    LabelConvention.MSD: {0: 0, 1: 2, 2: 1, 3: 3},
-    LabelConvention.BINARY: {0: 0, 1: 1},
-}
-
-
 class Configuration(str, Enum):
     """Planned configurations. 2.5d is a 2D network whose input carries neighbouring slices."""
 

@@ -7,12 +7,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tumorseg.constants import LabelConvention, Modality
+from tumorseg.constants import Modality
 from tumorseg.data.convert import convert_brats, convert_longitudinal, convert_msd
 from tumorseg.data.convert.common import BRAIN_MASK, SEGMENTATION, file_role
 from tumorseg.data.convert.sources import image_files
 from tumorseg.data.dataset_json import DatasetJson
 from tumorseg.data.io import Geometry, read_geometry, read_image, write_image
+from tumorseg.data.labels import LabelConvention
 from tumorseg.data.validate import validate_dataset
 from tumorseg.errors import TumorsegError
 

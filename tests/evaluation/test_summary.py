@@ -9,9 +9,9 @@ import pytest
 
 from tests.evaluation.helpers import tumour, write_labels
 from tumorseg.data.io import Geometry, write_image
+from tumorseg.data.labels import brats_regions, label_mapping, label_regions
 from tumorseg.errors import TumorsegError
 from tumorseg.evaluation.metrics import region_metrics
-from tumorseg.evaluation.regions import brats_regions, label_mapping, label_regions
 from tumorseg.evaluation.summary import EvaluationProblems, evaluate_folders
 
 REGIONS = brats_regions()

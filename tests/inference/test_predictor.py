@@ -16,11 +16,12 @@ from tests.inference.tiny_run import (
     write_tiny_run,
 )
 from tumorseg.data.io import Geometry, read_image, write_image
+from tumorseg.data.labels import LabelManager
 from tumorseg.errors import TumorsegError
 from tumorseg.inference.export import load_probabilities, to_source_labels, write_prediction
 from tumorseg.inference.input_layout import find_input_cases
 from tumorseg.inference.predict_folder import predict_folder
-from tumorseg.inference.predictor import Predictor, probabilities_to_labels
+from tumorseg.inference.predictor import Predictor
 from tumorseg.runs.folds import parse_folds
 from tumorseg.runs.locate import find_run_folder, fold_folders
 
@@ -31,7 +32,7 @@ def test_region_probabilities_become_nested_labels() -> None:
     probs[0, 0, 0, 1:] = 0.9  # WT in voxels 1-3
     probs[1, 0, 0, 2:] = 0.8  # TC in voxels 2-3
     probs[2, 0, 0, 3] = 0.7  # ET in voxel 3
-    labels = probabilities_to_labels(probs, "sigmoid", dj)
+    labels = LabelManager.from_dataset_json(dj).probabilities_to_labels(probs, "sigmoid")
     assert labels[0, 0].tolist() == [0, 2, 1, 3]
     assert to_source_labels(labels, dj)[0, 0].tolist() == [0, 2, 1, 4]  # BraTS 2021: ET is 4
 
@@ -41,7 +42,9 @@ def test_softmax_probabilities_take_the_argmax() -> None:
 
     dj = DatasetJson({0: "T1"}, {"background": 0, "a": 1, "b": 2}, num_training=1)
     probs = np.array([[0.7, 0.1, 0.2], [0.2, 0.8, 0.2], [0.1, 0.1, 0.6]], np.float32)
-    labels = probabilities_to_labels(probs.reshape(3, 1, 1, 3), "softmax", dj)
+    labels = LabelManager.from_dataset_json(dj).probabilities_to_labels(
+        probs.reshape(3, 1, 1, 3), "softmax"
+    )
     assert labels.ravel().tolist() == [0, 1, 2]
     assert to_source_labels(labels, dj) is labels  # no convention: internal values as-is
 

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from tests.tiny_data import CHANNELS, tiny_case
-from tumorseg.constants import LabelConvention
 from tumorseg.data.dataset_json import DatasetJson, brats_dataset_json
 from tumorseg.data.io import Geometry, write_image
+from tumorseg.data.labels import LabelConvention
 from tumorseg.planning.plans import PLANS_SCHEMA_VERSION, ConfigurationPlan, NetworkTopology, Plans
 
 DATASET = "Dataset001_Tiny"

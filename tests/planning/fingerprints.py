@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tumorseg.constants import LabelConvention
 from tumorseg.data.dataset_json import DatasetJson, brats_dataset_json
+from tumorseg.data.labels import LabelConvention
 from tumorseg.planning.fingerprint import DatasetFingerprint, IntensityStats
 
 CHANNELS = ("T1", "T1c", "T2", "FLAIR")

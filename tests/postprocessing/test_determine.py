@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 
 from tests.evaluation.helpers import write_labels
-from tumorseg.constants import LabelConvention
 from tumorseg.data.dataset_json import brats_dataset_json
+from tumorseg.data.labels import LabelConvention
 from tumorseg.postprocessing.determine import determine_postprocessing
 from tumorseg.postprocessing.rules import apply_postprocessing
 

@@ -12,8 +12,8 @@ import torch
 from tests.trainers.test_trainer_contract import CHANNELS, tiny_batch, tiny_context
 from tests.training.tiny_preprocessed import DATASET, write_tiny_preprocessed
 from tumorseg.cli import main
-from tumorseg.constants import LabelConvention
 from tumorseg.data.dataset_json import brats_dataset_json
+from tumorseg.data.labels import LabelConvention
 from tumorseg.errors import TumorsegError
 from tumorseg.networks.msf import MultiScaleFusion
 from tumorseg.networks.msf_unet import MSFUNet

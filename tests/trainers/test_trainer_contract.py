@@ -13,8 +13,9 @@ from typing import Literal
 import pytest
 import torch
 
-from tumorseg.constants import Configuration, LabelConvention, TrainerName
+from tumorseg.constants import Configuration, TrainerName
 from tumorseg.data.dataset_json import DatasetJson, brats_dataset_json
+from tumorseg.data.labels import LabelConvention
 from tumorseg.errors import TumorsegError
 from tumorseg.planning.plans import PLANS_SCHEMA_VERSION, ConfigurationPlan, NetworkTopology, Plans
 from tumorseg.trainers import TRAINERS, build_trainer, trainer_names

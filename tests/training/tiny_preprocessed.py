@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from tests.tiny_data import CHANNELS, tiny_case, write_tiny_dataset
-from tumorseg.constants import Configuration, LabelConvention
+from tumorseg.constants import Configuration
 from tumorseg.data.dataset_json import brats_dataset_json
 from tumorseg.data.io import Geometry
+from tumorseg.data.labels import LabelConvention
 from tumorseg.paths import Roots, dataset_folder_name
 from tumorseg.planning.plans import PLANS_SCHEMA_VERSION, ConfigurationPlan, NetworkTopology, Plans
 from tumorseg.preprocessing.storage import write_case
@@ -71,13 +72,24 @@ def class_locations(
     return out
 
 
-def write_tiny_preprocessed(roots: Roots, n_cases: int = 6, with_raw: bool = True) -> Path:
+def write_tiny_preprocessed(
+    roots: Roots,
+    n_cases: int = 6,
+    with_raw: bool = True,
+    label_convention: LabelConvention = LabelConvention.BRATS2023,
+) -> Path:
     """``PREPROCESSED/Dataset001_Tiny`` (+ the matching raw dataset); returns the folder."""
     if with_raw:
-        write_tiny_dataset(roots.raw, n_cases=n_cases, shape=SHAPE, spacing=SPACING)
+        write_tiny_dataset(
+            roots.raw,
+            n_cases=n_cases,
+            shape=SHAPE,
+            spacing=SPACING,
+            label_convention=label_convention,
+        )
     folder = roots.preprocessed / DATASET
     folder.mkdir(parents=True)
-    dataset = brats_dataset_json(CHANNELS, n_cases, LabelConvention.BRATS2023, name="Tiny")
+    dataset = brats_dataset_json(CHANNELS, n_cases, label_convention, name="Tiny")
     dataset.write(folder / "dataset.json")
     plans = tiny_plans()
     plans.write(folder / "tumorsegPlans.json")

@@ -12,6 +12,7 @@ from tests.tiny_data import write_tiny_dataset
 from tumorseg.data.dataset_json import DatasetJson
 from tumorseg.data.io import read_image
 from tumorseg.errors import TumorsegError
+from tumorseg.evaluation.metrics import region_metrics
 from tumorseg.workflows.demo import DemoSettings, hold_out_cases, run_demo
 
 
@@ -47,7 +48,8 @@ def test_demo_end_to_end_tiny(tmp_path: Path) -> None:
         num_workers=0,
         tta=False,
     )
-    report = run_demo(settings, echo=lambda _: None)
+    printed: list[str] = []
+    report = run_demo(settings, echo=printed.append)
     text = report.read_text()
     assert "| WT |" in text or "whole" in text.lower()
     summary = json.loads((tmp_path / "demo" / "predictions" / "summary.json").read_text())
@@ -59,3 +61,19 @@ def test_demo_end_to_end_tiny(tmp_path: Path) -> None:
     # Predictions are written in the synthetic dataset's source convention (BraTS 2021: 0/1/2/4).
     pred, _ = read_image(next((tmp_path / "demo" / "predictions").glob("*.nii.gz")))
     assert set(np.unique(pred)) <= {0, 1, 2, 4}
+    # The scores are those of internal labels: both folders hold ET as 4, mapped back by hand.
+    dataset = tmp_path / "demo" / "raw" / "Dataset500_Synth"
+    for case, entry in summary["cases"].items():
+        written, geometry = read_image(tmp_path / "demo" / "predictions" / f"{case}.nii.gz")
+        reference, _ = read_image(dataset / "labelsTs" / f"{case}.nii.gz")
+        expected = region_metrics(
+            np.where(written == 4, 3, written),
+            np.where(reference == 4, 3, reference),
+            {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)},
+            geometry.spacing,
+        )
+        for region, values in expected.items():
+            assert entry["metrics"][region] == pytest.approx(values)
+    # Each step prints the command line it stands for.
+    commands = [line.split()[2] for line in printed if line.startswith("$ tumorseg ")]
+    assert commands == ["synth", "plan", "train", "predict", "evaluate"]

@@ -16,7 +16,7 @@ from tumorseg.cli.common import (
     RawOption,
     roots,
 )
-from tumorseg.constants import LabelConvention
+from tumorseg.data.labels import LabelConvention
 
 if TYPE_CHECKING:
     from tumorseg.data.convert import ConversionResult

@@ -18,8 +18,8 @@ from tumorseg.cli.common import (
     ResultsOption,
     roots,
 )
+from tumorseg.data.labels import FileConvention, RegionSet
 from tumorseg.errors import TumorsegError
-from tumorseg.evaluation.regions import ConventionChoice, RegionSet
 
 
 class Preset(str, Enum):
@@ -51,19 +51,27 @@ def evaluate(
     pred: Annotated[Path, typer.Argument(help="Folder of predicted label files (CASE.nii.gz).")],
     gt: Annotated[Path, typer.Argument(help="Folder of reference label files (CASE.nii.gz).")],
     regions: Annotated[
-        RegionSet, typer.Option("--regions", help="brats: WT/TC/ET; labels: each label alone.")
-    ] = RegionSet.BRATS,
+        RegionSet | None,
+        typer.Option(
+            "--regions",
+            help="brats: WT/TC/ET (from dataset.json's regions); labels: each label alone; "
+            "dataset: dataset.json's regions by name (default: brats when known, else dataset).",
+            show_default=False,
+        ),
+    ] = None,
     dataset: DatasetOption = None,
     convention: Annotated[
-        ConventionChoice | None,
+        FileConvention | None,
         typer.Option(
             "--convention",
-            help="Label convention of the files (default: the dataset's label_convention with -d, "
-            "but internal when GT is the dataset's own labelsTr; else internal = BraTS 2023).",
+            help="Label convention of the files, overriding their labels.json (default: "
+            "labels.json, which predict writes; else internal for a dataset's labelsTr, else "
+            "the dataset's label_convention; internal = the dataset's own labels).",
+            show_default=False,
         ),
     ] = None,
     gt_convention: Annotated[
-        ConventionChoice | None,
+        FileConvention | None,
         typer.Option("--gt-convention", help="Convention of the references if it differs."),
     ] = None,
     output: Annotated[
@@ -78,45 +86,40 @@ def evaluate(
         typer.Option("--lesion-wise/--no-lesion-wise", help="Add BraTS 2023 lesion-wise scores."),
     ] = False,
     file_ending: Annotated[
-        str, typer.Option("--file-ending", help="Ending of the label files.")
-    ] = ".nii.gz",
+        str | None,
+        typer.Option(
+            "--file-ending",
+            help="Ending of the label files (default: the dataset's, else .nii.gz).",
+            show_default=False,
+        ),
+    ] = None,
     raw: RawOption = DEFAULT_RAW,
 ) -> None:
     """Evaluate predictions against references: Dice, HD95 (mm), sensitivity, specificity."""
-    from tumorseg.data.dataset_json import DatasetJson
-    from tumorseg.evaluation.regions import brats_regions, label_mapping, label_regions
-    from tumorseg.evaluation.summary import evaluate_folders, format_means
+    from tumorseg.evaluation.folders import evaluate_predictions
+    from tumorseg.evaluation.summary import format_means
 
-    folder = _dataset(dataset, raw.expanduser().resolve())
-    dj = DatasetJson.read(folder / "dataset.json") if folder is not None else None
-    default: ConventionChoice | None = None
-    if dj is not None and dj.label_convention is not None:
-        own_labels = gt.resolve() == (folder / "labelsTr").resolve()
-        default = None if own_labels else ConventionChoice(dj.label_convention.value)
-    pred_mapping = label_mapping(convention or default)
-    gt_mapping = label_mapping(gt_convention or convention or default)
-    if regions is RegionSet.BRATS:
-        region_spec = brats_regions()
-    else:
-        values = sorted(set((gt_mapping or {0: 0, 1: 1, 2: 2, 3: 3}).values()))
-        if dj is not None and dj.label_convention is None:
-            values = list(dj.label_values)
-        region_spec = label_regions(tuple(values))
     try:
-        summary = evaluate_folders(
+        summary = evaluate_predictions(
             pred,
             gt,
-            region_spec,
-            file_ending,
-            output or pred / "summary.json",
-            num_processes,
-            pred_mapping=pred_mapping,
-            gt_mapping=gt_mapping,
+            dataset_folder=_dataset(dataset, raw.expanduser().resolve()),
+            regions=regions,
+            convention=convention,
+            gt_convention=gt_convention,
+            output=output,
+            num_processes=num_processes,
             lesion_wise=lesion_wise,
+            file_ending=file_ending,
         )
     except TumorsegError as exc:
         _problems(exc)
     typer.echo(format_means(summary))
+    settings = summary["settings"]
+    typer.echo(
+        f"labels read as: predictions {settings['prediction_convention']}, "
+        f"references {settings['reference_convention']}"
+    )
     if summary["missing_predictions"]:
         typer.echo(
             f"note: {len(summary['missing_predictions'])} reference case(s) have no "
@@ -156,7 +159,9 @@ postprocess_app = typer.Typer(
 
 @postprocess_app.command("determine")
 def determine(
-    pred: Annotated[Path, typer.Argument(help="Cross-validation predictions (internal labels).")],
+    pred: Annotated[
+        Path, typer.Argument(help="Cross-validation predictions (e.g. a fold's validation/).")
+    ],
     gt: Annotated[Path, typer.Argument(help="Reference labels (e.g. the dataset's labelsTr).")],
     dataset: Annotated[str, typer.Option("-d", "--dataset", help="Dataset id, name or folder.")],
     output: Annotated[
@@ -199,23 +204,29 @@ def apply(
         int, typer.Option("--et-threshold", min=0, help="Small-ET threshold (voxels) for --preset.")
     ] = 200,
     convention: Annotated[
-        ConventionChoice, typer.Option("--convention", help="Label convention of the files.")
-    ] = ConventionChoice.INTERNAL,
+        FileConvention | None,
+        typer.Option(
+            "--convention",
+            help="Label convention of the files, overriding their labels.json "
+            "(default: labels.json, which predict writes; else internal).",
+            show_default=False,
+        ),
+    ] = None,
     file_ending: Annotated[
         str, typer.Option("--file-ending", help="Ending of the label files.")
     ] = ".nii.gz",
 ) -> None:
     """Apply a post-processing decision to every label file of a folder."""
-    from tumorseg.postprocessing.apply import postprocess_folder, read_decision
-    from tumorseg.postprocessing.rules import preset_decision
+    from tumorseg.inference.postprocess_folder import folder_labels, postprocess_folder
+    from tumorseg.postprocessing.rules import preset_decision, read_decision
 
     if (decision is None) == (preset is None):
         raise TumorsegError("give exactly one of --decision FILE and --preset NAME")
-    steps = (
-        read_decision(decision)
-        if decision is not None
-        else preset_decision(Preset(preset).value, et_threshold=et_threshold)
-    )
+    if decision is not None:
+        steps = read_decision(decision)
+    else:
+        manager, _ = folder_labels(input_folder, convention)
+        steps = preset_decision(Preset(preset).value, et_threshold=et_threshold, labels=manager)
     written, errors = postprocess_folder(
         input_folder, output_folder, steps, convention, file_ending
     )

@@ -39,24 +39,6 @@ RunOption = Annotated[
 ]
 
 
-def _run_folds(
-    results: Path,
-    dataset: str,
-    configuration: str,
-    trainer: str,
-    plans: str,
-    run: str | None,
-    folds: list[str] | None,
-    checkpoint: str,
-) -> tuple[Path, list[Path]]:
-    from tumorseg.runs.folds import parse_folds
-    from tumorseg.runs.locate import find_results_dataset, find_run_folder, fold_folders
-
-    dataset_folder = find_results_dataset(dataset, results)
-    run_folder = find_run_folder(dataset_folder, trainer, plans, configuration, run)
-    return run_folder, fold_folders(run_folder, parse_folds(folds), checkpoint)
-
-
 def predict(
     input_folder: Annotated[
         Path,
@@ -116,46 +98,37 @@ def predict(
 ) -> None:
     """Predict every case of an input folder with the folds of a trained run.
 
-    Labels are written in the dataset's source convention (e.g. 0/1/2/4 for BraTS 2021); cases
-    already in the output folder are skipped, so an interrupted run can be resumed.
+    Labels are written in the dataset's source convention (e.g. 0/1/2/4 for BraTS 2021),
+    recorded in the output folder's labels.json; cases already in the output folder are
+    skipped, so an interrupted run can be resumed.
     """
     import torch
 
-    from tumorseg.inference.input_layout import find_input_cases
-    from tumorseg.inference.predict_folder import predict_folder
-    from tumorseg.inference.predictor import Predictor
+    from tumorseg.inference.predict_folder import predict_with_run
 
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     decision = None
     if postprocessing is not None:
-        from tumorseg.postprocessing.apply import read_decision
+        from tumorseg.postprocessing.rules import read_decision
 
         decision = read_decision(postprocessing)
-    _, fold_paths = _run_folds(
+    report = predict_with_run(
+        input_folder,
+        output,
         results.expanduser().resolve(),
         dataset,
         configuration,
-        trainer,
-        plans,
-        run,
-        folds,
-        checkpoint.value,
-    )
-    predictor = Predictor(
-        fold_paths,
+        trainer=trainer,
+        plans=plans,
+        run=run,
+        folds=folds,
         checkpoint=checkpoint.value,
         device=resolve_device(device),
         tta=not no_tta,
         step_size=step,
         tile_batch_size=tile_batch_size,
         optimize=traced,
-    )
-    cases = find_input_cases(input_folder, predictor.dataset_json)
-    report = predict_folder(
-        predictor,
-        cases,
-        output,
         save_probabilities=save_probabilities,
         postprocessing=decision,
         progress=not quiet,
@@ -211,9 +184,10 @@ def export_model(
 ) -> None:
     """Write a trained run (plans, dataset.json, settings, checkpoints) as one zip to share."""
     from tumorseg.inference.model_sharing import export_model as export
+    from tumorseg.runs.locate import find_fold_folders
 
     names = [c.value for c in checkpoint] if checkpoint else ["final"]
-    _, fold_paths = _run_folds(
+    fold_paths = find_fold_folders(
         results.expanduser().resolve(), dataset, configuration, trainer, plans, run, folds, names[0]
     )
     path = export(fold_paths[0].parent, fold_paths, output, names)
@@ -239,8 +213,9 @@ def register(app: typer.Typer) -> None:
     app.command(
         "predict",
         help="Predict every case of an input folder with the folds of a trained run. Labels are "
-        "written in the dataset's source convention (e.g. 0/1/2/4 for BraTS 2021); cases already "
-        "in the output folder are skipped, so an interrupted run resumes.",
+        "written in the dataset's source convention (e.g. 0/1/2/4 for BraTS 2021) and recorded in "
+        "the output folder's labels.json; cases already in the output folder are skipped, so an "
+        "interrupted run resumes.",
     )(predict)
     app.command("ensemble")(ensemble)
     app.command("export-model")(export_model)

@@ -26,7 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tumorseg.constants import REGION_LABELS, LabelConvention, Modality, Region
+from tumorseg.constants import Modality
+from tumorseg.data.labels.conventions import (
+    INTERNAL_REGIONS_CLASS_ORDER,
+    LabelConvention,
+    internal_dataset_labels,
+)
 from tumorseg.errors import TumorsegError, bad_file
 from tumorseg.utils.atomic import write_json
 
@@ -42,23 +47,6 @@ _KNOWN_KEYS = (
     "healthy",
     "label_convention",
 )
-
-#: Region keys written for glioma datasets (internal labels 1 NCR, 2 ED, 3 ET).
-BRATS_REGION_LABELS: dict[str, Any] = {
-    "background": 0,
-    "whole_tumor": list(REGION_LABELS[Region.WHOLE_TUMOR]),
-    "tumor_core": list(REGION_LABELS[Region.TUMOR_CORE]),
-    "enhancing_tumor": REGION_LABELS[Region.ENHANCING_TUMOR][0],
-}
-#: Which label each region writes, in order, when regions are turned back into labels.
-BRATS_REGIONS_CLASS_ORDER = [2, 1, 3]
-
-_REGION_BY_KEY = {
-    "whole_tumor": Region.WHOLE_TUMOR,
-    "tumor_core": Region.TUMOR_CORE,
-    "enhancing_tumor": Region.ENHANCING_TUMOR,
-}
-
 
 @dataclass(frozen=True)
 class DatasetJson:
@@ -114,16 +102,6 @@ class DatasetJson:
                 continue
             out.append((key, labels))
         return tuple(out)
-
-    @property
-    def brats_regions(self) -> dict[Region, tuple[int, ...]] | None:
-        """The BraTS regions when the dataset declares them under the standard keys."""
-        found = {
-            _REGION_BY_KEY[k]: (v if isinstance(v, tuple) else (v,))
-            for k, v in self.labels.items()
-            if k in _REGION_BY_KEY
-        }
-        return found if len(found) == 3 else None
 
     def target_folder(self, target: str) -> str:
         if target not in self.targets:
@@ -260,9 +238,9 @@ def brats_dataset_json(
     """The dataset.json of a glioma dataset with BraTS regions and internal labels 0-3."""
     return DatasetJson(
         channel_names=dict(enumerate(channel_names)),
-        labels={k: tuple(v) if isinstance(v, list) else v for k, v in BRATS_REGION_LABELS.items()},
+        labels=internal_dataset_labels(),
         num_training=num_training,
-        regions_class_order=tuple(BRATS_REGIONS_CLASS_ORDER),
+        regions_class_order=INTERNAL_REGIONS_CLASS_ORDER,
         name=name,
         description=description,
         targets=dict(targets or {}),

@@ -142,8 +142,14 @@ def to_sitk(array: np.ndarray, geometry: Geometry) -> sitk.Image:
     return image
 
 
-def write_image(path: Path | str, array: np.ndarray, geometry: Geometry) -> None:
-    """Write ``array`` with ``geometry`` to ``path`` atomically (format from the ending)."""
+def write_image(
+    path: Path | str, array: np.ndarray, geometry: Geometry, *, check: bool = False
+) -> None:
+    """Write ``array`` with ``geometry`` to ``path`` atomically (format from the ending).
+
+    ``check``: read the written file back in full before renaming it into place, so a short
+    write (full disk, quota) is a ``TumorsegError`` naming ``path``, not a finished file.
+    """
     path = Path(path)
     if image_ending(path) is None:
         raise bad_file(
@@ -152,6 +158,47 @@ def write_image(path: Path | str, array: np.ndarray, geometry: Geometry) -> None
     image = to_sitk(array, geometry)
     with atomic_path(path) as tmp:
         sitk.WriteImage(image, str(tmp), useCompression=True)
+        if check:
+            problem = _read_back_problem(tmp, tuple(array.shape))
+            if problem is not None:
+                raise bad_file(
+                    path,
+                    f"was not written completely ({problem})",
+                    "check the free disk space and permissions of the folder, then re-run",
+                )
+
+
+def _read_back_problem(path: Path, shape: tuple[int, ...]) -> str | None:
+    """Why the image at ``path`` does not decode in full to an array of ``shape``, or None.
+
+    NIfTI files are decoded with nibabel: SimpleITK zero-fills a truncated ``.nii.gz`` without
+    a word, nibabel fails on it.
+    """
+    if image_ending(path) in (".nii", ".nii.gz"):
+        import zlib
+
+        import nibabel as nib
+        from nibabel.filebasedimages import ImageFileError
+
+        try:
+            decoded = np.asanyarray(nib.load(str(path)).dataobj)  # type: ignore[attr-defined]
+        except (EOFError, OSError, ValueError, zlib.error, ImageFileError) as exc:
+            return f"{type(exc).__name__} on reading it back"
+        found = tuple(reversed(decoded.shape))  # nibabel's (X, Y, Z) is SimpleITK's (Z, Y, X)
+    else:
+        try:
+            found = tuple(sitk.GetArrayFromImage(sitk.ReadImage(str(path))).shape)
+        except RuntimeError:
+            return "unreadable on reading it back"
+    if found != tuple(shape):
+        return f"shape {found} read back, {tuple(shape)} expected"
+    return None
+
+
+def image_is_complete(path: Path | str, shape: Sequence[int]) -> bool:
+    """True when ``path`` exists and decodes in full to an array of ``shape`` (Z, Y, X)."""
+    path = Path(path)
+    return path.is_file() and _read_back_problem(path, tuple(shape)) is None
 
 
 def read_channels(paths: Sequence[Path | str]) -> tuple[list[np.ndarray], Geometry]:

@@ -4,16 +4,23 @@ Files are paired by case id (``CASE<file_ending>`` in both folders). Every predi
 reference; references without a prediction are listed in the summary (``missing_predictions``)
 but are not an error, so partial cross-validation results can be evaluated. Geometry (shape,
 spacing, origin, direction) must match, checked from the headers before any voxel is read.
+Label values are mapped onto the dataset's labels first (``pred_mapping`` / ``gt_mapping``,
+from ``tumorseg.data.labels``); a value a mapping does not declare is an error naming the file.
 
-``summary.json``::
+``summary.json`` (the one format: ``tumorseg evaluate``, fold validation, find-best)::
 
     {"regions": {"WT": [1, 2, 3], ...}, "metrics": ["dice", "hd95", ...],
-     "cases": {"CASE": {"prediction": ..., "reference": ..., "metrics": {"WT": {"dice": ...}}}},
+     "cases": {"CASE": {"prediction": FILE, "reference": "raw", "reference_file": FILE,
+                        "metrics": {"WT": {"dice": ...}}}},
      "aggregate": {"WT": {"dice": {"mean", "std", "median", "p25", "p75", "count"}}},
      "mean": {"WT": {"dice": ...}}, "mean_over_regions": {"dice": ...},
-     "missing_predictions": [...], "settings": {...}}
+     "missing_predictions": [...], "settings": {"hd95_unit": "mm", ...}}
 
-``summary.csv`` has one row per case and one ``<region>_<metric>`` column per region and metric.
+``reference`` says what a case was compared with: ``raw`` (the label file ``reference_file``,
+in its own grid) or ``preprocessed`` (fold validation without the raw dataset: the preprocessed
+segmentation, in the preprocessed grid; ``reference_file`` null). ``settings`` records the
+label conventions the files were read in. ``summary.csv`` has one row per case and one
+``<region>_<metric>`` column per region and metric.
 """
 
 from __future__ import annotations
@@ -22,16 +29,19 @@ import csv
 import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tumorseg.data.labels import label_mapping, map_label_values
 from tumorseg.errors import TumorsegError
 from tumorseg.evaluation.lesionwise import lesionwise_metrics
 from tumorseg.evaluation.metrics import EMPTY_HD95, METRICS, region_metrics
-from tumorseg.evaluation.regions import map_labels
 from tumorseg.utils.atomic import write_json, write_text
 from tumorseg.utils.parallel import run_parallel
+
+if TYPE_CHECKING:
+    from tumorseg.data.io import Geometry
 
 LESION_METRICS: tuple[str, ...] = ("lesion_dice", "lesion_hd95")
 
@@ -90,6 +100,34 @@ def check_geometry(pairs: Mapping[str, tuple[Path, Path]]) -> None:
         raise EvaluationProblems(lines)
 
 
+_FIX = "check the file, or give its convention with --convention / --gt-convention"
+
+
+def read_label_file(
+    path: Path, mapping: Mapping[int, int] | None
+) -> tuple[np.ndarray, Geometry]:
+    """``(labels mapped with mapping, geometry)``; ``None``: tumorseg's internal labels 0-3."""
+    from tumorseg.data.io import read_image
+
+    labels, geometry = read_image(path)
+    return map_label_values(labels, mapping or label_mapping(None), path, _FIX), geometry
+
+
+def score_labels(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    regions: Mapping[str, Sequence[int]],
+    spacing: Sequence[float],
+    lesion_wise: bool = False,
+) -> dict[str, dict[str, float]]:
+    """``{region: {metric: value}}`` of two label maps in the same grid and label values."""
+    result = region_metrics(pred, gt, regions, spacing)
+    if lesion_wise:
+        for region, values in lesionwise_metrics(pred, gt, regions, spacing).items():
+            result[region].update({k: values[k] for k in LESION_METRICS})
+    return result
+
+
 def evaluate_case(
     pred_path: Path,
     gt_path: Path,
@@ -98,18 +136,10 @@ def evaluate_case(
     gt_mapping: Mapping[int, int] | None = None,
     lesion_wise: bool = False,
 ) -> dict[str, dict[str, float]]:
-    """``{region: {metric: value}}`` of one case (labels mapped to internal values first)."""
-    from tumorseg.data.io import read_image
-
-    pred, geometry = read_image(pred_path)
-    gt, _ = read_image(gt_path)
-    pred = map_labels(pred, pred_mapping, pred_path)
-    gt = map_labels(gt, gt_mapping, gt_path)
-    result = region_metrics(pred, gt, regions, geometry.spacing)
-    if lesion_wise:
-        for region, values in lesionwise_metrics(pred, gt, regions, geometry.spacing).items():
-            result[region].update({k: values[k] for k in LESION_METRICS})
-    return result
+    """``{region: {metric: value}}`` of one case (labels mapped onto the dataset's first)."""
+    pred, geometry = read_label_file(pred_path, pred_mapping)
+    gt, _ = read_label_file(gt_path, gt_mapping)
+    return score_labels(pred, gt, regions, geometry.spacing, lesion_wise)
 
 
 def aggregate(values: Sequence[float]) -> dict[str, float]:
@@ -171,6 +201,58 @@ def _output_paths(output: Path) -> tuple[Path, Path]:
     return output / "summary.json", output / "summary.csv"
 
 
+def case_entry(
+    metrics: Mapping[str, Mapping[str, float]],
+    prediction: Path | str,
+    reference_file: Path | str | None,
+) -> dict[str, Any]:
+    """One case of a summary; ``reference_file`` None: compared with the preprocessed data."""
+    return {
+        "prediction": str(prediction),
+        "reference": "raw" if reference_file is not None else "preprocessed",
+        "reference_file": str(reference_file) if reference_file is not None else None,
+        "metrics": {r: dict(values) for r, values in metrics.items()},
+    }
+
+
+def build_summary(
+    cases: Mapping[str, Mapping[str, Any]],
+    regions: Mapping[str, Sequence[int]],
+    *,
+    lesion_wise: bool = False,
+    missing_predictions: Sequence[str] = (),
+    settings: Mapping[str, Any] | None = None,
+    output: Path | None = None,
+) -> dict[str, Any]:
+    """The summary of ``{case: case_entry(...)}``; written (JSON + CSV) when ``output`` is set.
+
+    ``output`` is a ``.json`` path (the CSV goes beside it) or a folder receiving
+    ``summary.json`` and ``summary.csv``; both are written atomically. ``settings`` are added
+    to the recorded settings (e.g. the label conventions, the checkpoint).
+    """
+    metrics = list(METRICS) + (list(LESION_METRICS) if lesion_wise else [])
+    ordered = {c: dict(cases[c]) for c in sorted(cases)}
+    per_case = {c: entry["metrics"] for c, entry in ordered.items()}
+    summary: dict[str, Any] = {
+        "regions": {r: list(labels) for r, labels in regions.items()},
+        "metrics": metrics,
+        "cases": ordered,
+        **summarise(per_case, regions, metrics),
+        "missing_predictions": list(missing_predictions),
+        "settings": {
+            "hd95_unit": "mm",
+            "empty_hd95": EMPTY_HD95,
+            "lesion_wise": lesion_wise,
+            **(settings or {}),
+        },
+    }
+    if output is not None:
+        json_path, csv_path = _output_paths(output)
+        write_json(json_path, summary)
+        write_text(csv_path, summary_csv(summary))
+    return summary
+
+
 def evaluate_pairs(
     pairs: Mapping[str, tuple[Path, Path]],
     regions: Mapping[str, Sequence[int]],
@@ -182,6 +264,7 @@ def evaluate_pairs(
     lesion_wise: bool = False,
     missing_predictions: Sequence[str] = (),
     check: bool = True,
+    settings: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``{case: (prediction, reference)}``; see ``evaluate_folders``."""
     if check:
@@ -192,28 +275,18 @@ def evaluate_pairs(
         for c in cases
     ]
     results = run_parallel(evaluate_case, jobs, num_processes)
-    metrics = list(METRICS) + (list(LESION_METRICS) if lesion_wise else [])
-    per_case = dict(zip(cases, results, strict=True))
-    summary: dict[str, Any] = {
-        "regions": {r: list(labels) for r, labels in regions.items()},
-        "metrics": metrics,
-        "cases": {
-            c: {
-                "prediction": str(pairs[c][0]),
-                "reference": str(pairs[c][1]),
-                "metrics": per_case[c],
-            }
-            for c in cases
-        },
-        **summarise(per_case, regions, metrics),
-        "missing_predictions": list(missing_predictions),
-        "settings": {"hd95_unit": "mm", "empty_hd95": EMPTY_HD95, "lesion_wise": lesion_wise},
+    entries = {
+        c: case_entry(metrics, pairs[c][0], pairs[c][1])
+        for c, metrics in zip(cases, results, strict=True)
     }
-    if output is not None:
-        json_path, csv_path = _output_paths(output)
-        write_json(json_path, summary)
-        write_text(csv_path, summary_csv(summary))
-    return summary
+    return build_summary(
+        entries,
+        regions,
+        lesion_wise=lesion_wise,
+        missing_predictions=missing_predictions,
+        settings=settings,
+        output=output,
+    )
 
 
 def evaluate_folders(
@@ -227,15 +300,15 @@ def evaluate_folders(
     pred_mapping: Mapping[int, int] | None = None,
     gt_mapping: Mapping[int, int] | None = None,
     lesion_wise: bool = False,
+    settings: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate every prediction in ``pred_folder`` against ``gt_folder``; return the summary.
 
     ``regions`` maps a region name to its label values (after mapping). ``pred_mapping`` /
-    ``gt_mapping`` map file values to internal labels (``regions.label_mapping``). ``output``
-    is a ``.json`` path (the CSV goes beside it) or a folder receiving ``summary.json`` and
-    ``summary.csv``; both are written atomically. Cases run in ``num_processes`` processes.
-    Raises ``EvaluationProblems`` (one line per case) for missing references and geometry
-    mismatches.
+    ``gt_mapping`` map file values onto the dataset's labels (``LabelManager.file_mapping``;
+    None: tumorseg's internal labels 0-3). ``output``: see ``build_summary``. Cases run in
+    ``num_processes`` processes. Raises ``EvaluationProblems`` (one line per case) for missing
+    references and geometry mismatches, a ``TumorsegError`` for an undeclared label value.
     """
     pairs, missing = pair_folders(Path(pred_folder), Path(gt_folder), file_ending)
     return evaluate_pairs(
@@ -247,6 +320,7 @@ def evaluate_folders(
         gt_mapping=gt_mapping,
         lesion_wise=lesion_wise,
         missing_predictions=missing,
+        settings=settings,
     )
 
 

@@ -2,7 +2,8 @@
 
 Each input folder holds ``CASE.npz`` files (``tumorseg predict --save-probabilities`` or a run's
 ``validation/`` folder). Cases present in every folder are averaged and written as label maps
-(source convention) and, optionally, averaged probabilities.
+(source convention, recorded in the output's ``labels.json``) and, optionally, averaged
+probabilities, all through ``tumorseg.inference.export``.
 """
 
 from __future__ import annotations
@@ -12,11 +13,15 @@ from pathlib import Path
 import numpy as np
 
 from tumorseg.data.dataset_json import DatasetJson
+from tumorseg.data.labels import LabelManager
 from tumorseg.errors import TumorsegError, bad_file
 from tumorseg.inference.export import (
     geometry_for,
+    is_finished,
     load_probabilities,
     prediction_path,
+    prepare_folder,
+    probabilities_geometry,
     write_prediction,
 )
 
@@ -46,7 +51,8 @@ def ensemble_folders(
 ) -> list[str]:
     """Average the probabilities of the cases common to ``folders``; return the case ids written.
 
-    Cases whose label map already exists in ``output`` are skipped (resumable). The activation is
+    Cases whose label map in ``output`` is complete (loads with the grid of the inputs) are
+    skipped, so a rerun resumes. The activation is
     read from the files (``sigmoid`` for region datasets, ``softmax`` otherwise when absent); all
     inputs of a case must agree on it and on the grid.
     """
@@ -58,9 +64,14 @@ def ensemble_folders(
             f"no case has a .npz in all of {', '.join(str(f) for f in folders)}; "
             "predict with --save-probabilities first"
         )
+    prepare_folder(output, LabelManager.from_dataset_json(dataset_json))
     written = []
     for case_id in cases:
-        if prediction_path(output, case_id, dataset_json).is_file():
+        done = prediction_path(output, case_id, dataset_json)
+        first_npz = Path(folders[0]) / f"{case_id}.npz"
+        if done.is_file() and is_finished(
+            done, probabilities_geometry(first_npz, dataset_json).shape
+        ):
             continue
         total: np.ndarray | None = None
         geometry = None

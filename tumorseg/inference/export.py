@@ -1,29 +1,37 @@
-"""Writing predictions: label maps in the source convention and optional probabilities.
+"""The one writer of predictions: label maps, probabilities and the folder's label record.
 
-For a case ``CASE`` the output folder receives::
+``tumorseg predict``, fold validation, ``tumorseg ensemble`` and ``postprocess apply`` all write
+through this module. For a case ``CASE`` the output folder receives::
 
-    CASE<file_ending>   label map in the dataset's SOURCE convention (e.g. 0/1/2/4 for BraTS
-                        2021; internal values when dataset.json declares no label_convention),
-                        in the input image's own geometry
-    CASE.npz            (optional) ``probabilities`` float16 (K, Z, Y, X) in the same grid,
+    labels.json         the folder's label record (``tumorseg.data.labels.record``): the
+                        dataset's labels and the convention of the files below
+    CASE.npz            (optional) ``probabilities`` float16 (K, Z, Y, X) in the image's grid,
                         ``geometry_json`` (the Geometry as JSON text) and ``activation``
+    CASE<file_ending>   label map in the dataset's SOURCE convention (e.g. 0/1/2/4 for BraTS
+                        2021; the dataset's own labels when dataset.json declares none), in
+                        the input image's own geometry
 
-The ``.npz`` is written before the label map, so an existing label map means the case is
-complete (a rerun skips it). Both are written atomically.
+A command that writes a folder calls ``prepare_folder`` (the record) once, then
+``write_prediction`` / ``write_labels`` per case. The label map is written last and read back in
+full before it is renamed into place, so an existing label map that loads with the expected
+shape means the case is complete (a rerun skips it; ``is_finished``). Everything is written
+atomically.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tumorseg.data.dataset_json import DatasetJson
-from tumorseg.data.io import Geometry, read_geometry, write_image
-from tumorseg.errors import TumorsegError, bad_file
-from tumorseg.inference.predictor import probabilities_to_labels
+from tumorseg.data.io import Geometry, image_is_complete, read_geometry, write_image
+from tumorseg.data.labels import FileConvention, LabelManager, write_label_record
+from tumorseg.errors import bad_file
+from tumorseg.postprocessing import apply_postprocessing
 from tumorseg.utils.atomic import atomic_path
 
 
@@ -32,15 +40,15 @@ def prediction_path(folder: Path, case_id: str, dataset_json: DatasetJson) -> Pa
     return Path(folder) / f"{case_id}{dataset_json.file_ending}"
 
 
+def is_finished(path: Path, shape: Sequence[int]) -> bool:
+    """True when the label map ``path`` exists and loads in full with ``shape`` (Z, Y, X)."""
+    return image_is_complete(path, shape)
+
+
 def to_source_labels(labels: np.ndarray, dataset_json: DatasetJson) -> np.ndarray:
-    """Map internal label values to the dataset's source convention (identity without one)."""
-    convention = dataset_json.label_convention
-    if convention is None:
-        return labels
-    lut = np.arange(max(256, int(labels.max()) + 1), dtype=np.uint8)
-    for internal, source in convention.to_source.items():
-        lut[internal] = source
-    return lut[labels]
+    """Map dataset label values to the dataset's source convention (identity without one)."""
+    manager = LabelManager.from_dataset_json(dataset_json)
+    return manager.to_file(labels, manager.export_convention)
 
 
 def write_probabilities(
@@ -58,21 +66,23 @@ def write_probabilities(
 
 def load_probabilities(path: Path) -> tuple[np.ndarray, Geometry | None, str | None]:
     """Read a ``CASE.npz``: ``(probabilities float32 (K, Z, Y, X), geometry or None,
-    activation or None)``; files written by training's validation may lack the last two."""
+    activation or None)``; files written by older versions may lack the last two."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             probabilities = npz["probabilities"].astype(np.float32)
-            geometry = (
-                Geometry.from_dict(json.loads(str(npz["geometry_json"])))
-                if "geometry_json" in npz
-                else None
-            )
+            geometry = _stored_geometry(npz)
             activation = str(npz["activation"]) if "activation" in npz else None
     except (OSError, ValueError, KeyError) as exc:
         raise bad_file(
             path, f"cannot be read as saved probabilities ({exc})", "re-run the prediction"
         ) from None
     return probabilities, geometry, activation
+
+
+def _stored_geometry(npz: Any) -> Geometry | None:
+    if "geometry_json" not in npz:
+        return None
+    return Geometry.from_dict(json.loads(str(npz["geometry_json"])))
 
 
 def geometry_for(npz_path: Path, geometry: Geometry | None, dataset_json: DatasetJson) -> Geometry:
@@ -89,16 +99,45 @@ def geometry_for(npz_path: Path, geometry: Geometry | None, dataset_json: Datase
     return read_geometry(reference)
 
 
-def _apply_postprocessing(
-    labels: np.ndarray, decision: dict[str, Any], geometry: Geometry
-) -> np.ndarray:
+def probabilities_geometry(npz_path: Path, dataset_json: DatasetJson) -> Geometry:
+    """The grid of a ``CASE.npz`` without decoding its probabilities (rerun checks)."""
     try:
-        from tumorseg.postprocessing import apply_postprocessing
-    except ImportError:
-        raise TumorsegError(
-            "post-processing is not available in this installation; run without --postprocessing"
+        with np.load(npz_path, allow_pickle=False) as npz:
+            geometry = _stored_geometry(npz)
+    except (OSError, ValueError, KeyError) as exc:
+        raise bad_file(
+            npz_path, f"cannot be read as saved probabilities ({exc})", "re-run the prediction"
         ) from None
-    return np.asarray(apply_postprocessing(labels, decision, geometry.spacing), dtype=np.uint8)
+    return geometry_for(npz_path, geometry, dataset_json)
+
+
+def prepare_folder(
+    folder: Path, manager: LabelManager, convention: FileConvention | None = None
+) -> FileConvention:
+    """Create ``folder`` and write (or check) its ``labels.json``; return the convention.
+
+    ``convention`` None: the dataset's source convention, in which predictions are written.
+    """
+    convention = convention or manager.export_convention
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    write_label_record(Path(folder), manager, convention)
+    return convention
+
+
+def write_labels(
+    path: Path,
+    labels: np.ndarray,
+    geometry: Geometry,
+    manager: LabelManager,
+    convention: FileConvention,
+) -> Path:
+    """Write a label map in dataset values to ``path`` in ``convention``; return ``path``.
+
+    The file is read back in full before it is renamed into place.
+    """
+    path = Path(path)
+    write_image(path, manager.to_file(labels, convention), geometry, check=True)
+    return path
 
 
 def write_prediction(
@@ -114,20 +153,23 @@ def write_prediction(
 ) -> Path:
     """Write the label map of one case (and optionally its probabilities); return its path.
 
+    In the dataset's source convention: the folder's record is ``prepare_folder``'s job.
     ``probabilities`` are ``(K, Z, Y, X)`` in the grid of ``geometry``. ``postprocessing`` is a
-    decision from ``determine_postprocessing``, applied to the internal labels before they are
-    mapped to the source convention.
+    decision from ``determine_postprocessing``, applied to the dataset's label values before
+    they are mapped to the source convention.
     """
     if tuple(probabilities.shape[1:]) != tuple(geometry.shape):
         raise ValueError(
             f"probabilities {probabilities.shape} do not match the geometry {geometry.shape}"
         )
     folder = Path(folder)
+    manager = LabelManager.from_dataset_json(dataset_json)
     if save_probabilities:
         write_probabilities(folder / f"{case_id}.npz", probabilities, geometry, activation)
-    labels = probabilities_to_labels(probabilities, activation, dataset_json)
+    labels = manager.probabilities_to_labels(probabilities, activation)
     if postprocessing:
-        labels = _apply_postprocessing(labels, postprocessing, geometry)
+        labels = np.asarray(
+            apply_postprocessing(labels, postprocessing, geometry.spacing), dtype=np.uint8
+        )
     path = prediction_path(folder, case_id, dataset_json)
-    write_image(path, to_source_labels(labels, dataset_json), geometry)
-    return path
+    return write_labels(path, labels, geometry, manager, manager.export_convention)

@@ -1,9 +1,10 @@
 """Whole-case prediction with one or more trained folds.
 
 ``predict_preprocessed`` turns a preprocessed volume into probabilities (used by the predictor and
-by training's final validation); ``probabilities_to_labels`` turns probabilities into an internal
-label map; ``Predictor`` goes from raw images in their own geometry to probabilities in that same
-geometry, averaging the folds of a run.
+by training's final validation); ``Predictor`` goes from raw images in their own geometry to
+probabilities in that same geometry, averaging the folds of a run. Probabilities become label
+maps in ``tumorseg.data.labels`` (``LabelManager.probabilities_to_labels``) and are written by
+``tumorseg.inference.export``.
 """
 
 from __future__ import annotations
@@ -74,38 +75,6 @@ def predict_preprocessed(
         device=device,
     )
     return probabilities.numpy()
-
-
-def probabilities_to_labels(
-    probabilities: np.ndarray, activation: str, dataset_json: DatasetJson
-) -> np.ndarray:
-    """An internal label map ``(Z, Y, X)`` uint8 from probabilities ``(K, Z, Y, X)``.
-
-    ``sigmoid``: output ``k`` is the ``k``-th non-background entry of ``dataset_json.labels``
-    (e.g. WT, TC, ET); in ``regions_class_order`` each region above 0.5 paints its label over the
-    previous ones, so nested regions end up as their innermost label (nnU-Net's rule).
-    ``softmax``: the arg-max channel, mapped to the dataset's label values when there is one
-    channel per value (consecutive labels map to themselves).
-    """
-    if activation == "sigmoid":
-        regions = dataset_json.regions
-        if len(regions) != probabilities.shape[0]:
-            raise ValueError(
-                f"{probabilities.shape[0]} sigmoid outputs but dataset.json declares "
-                f"{len(regions)} regions"
-            )
-        order = dataset_json.regions_class_order or tuple(labels[0] for _, labels in regions)
-        labels = np.zeros(probabilities.shape[1:], dtype=np.uint8)
-        for channel, value in enumerate(order):
-            labels[probabilities[channel] > 0.5] = value
-        return labels
-    if activation == "softmax":
-        index = np.argmax(probabilities, axis=0)
-        values = dataset_json.label_values
-        if len(values) == probabilities.shape[0]:
-            return np.asarray(values, dtype=np.uint8)[index]
-        return index.astype(np.uint8)
-    raise ValueError(f"activation must be 'sigmoid' or 'softmax', got {activation!r}")
 
 
 class Predictor:

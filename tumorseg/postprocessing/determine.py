@@ -11,8 +11,10 @@ Greedy, one region at a time (WT, TC, ET for BraTS datasets, else the dataset's 
    mean Dice over all regions;
 4. for BraTS datasets, the same for "small ET -> necrosis" with each of ``et_thresholds``.
 
-Predictions and references must both be in internal labels (CV predictions and ``labelsTr`` of
-a tumorseg raw dataset are).
+Regions and the enhancing / necrosis labels are the dataset's own (``LabelManager``: declared
+regions such as Dataset137's TC = 2, 3 included). Prediction files are mapped onto the
+dataset's labels first (``pred_mapping``: their ``labels.json``, e.g. BraTS 2021's ET = 4), so
+the decision is always in the dataset's values, like ``labelsTr``.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from typing import Any
 import numpy as np
 
 from tumorseg.data.dataset_json import DatasetJson
+from tumorseg.data.labels import FileConvention, LabelManager, TumorLabel
 from tumorseg.errors import TumorsegError
+from tumorseg.evaluation.folders import resolve_labels
 from tumorseg.evaluation.metrics import region_metrics
-from tumorseg.evaluation.regions import brats_regions, map_labels
-from tumorseg.evaluation.summary import check_geometry, pair_folders
+from tumorseg.evaluation.summary import check_geometry, pair_folders, read_label_file
 from tumorseg.postprocessing.components import enclosing_fill
 from tumorseg.postprocessing.rules import DECISION_VERSION, apply_postprocessing, apply_step
 from tumorseg.utils.atomic import write_json
@@ -46,14 +49,12 @@ def _case_scores(
     accepted: list[dict[str, Any]],
     candidates: list[dict[str, Any] | None],
     regions: dict[str, tuple[int, ...]],
-    pred_mapping: dict[int, int] | None = None,
+    pred_mapping: Mapping[int, int] | None = None,
+    gt_mapping: Mapping[int, int] | None = None,
 ) -> list[Scores]:
     """Dice and HD95 of one case under each candidate (None: the accepted steps only)."""
-    from tumorseg.data.io import read_image
-
-    pred, geometry = read_image(pred_path)
-    pred = map_labels(pred, pred_mapping, pred_path)
-    gt, _ = read_image(gt_path)
+    pred, geometry = read_label_file(pred_path, pred_mapping)
+    gt, _ = read_label_file(gt_path, gt_mapping)
     base = apply_postprocessing(pred, {"steps": accepted}, geometry.spacing)
     base_scores = region_metrics(base, gt, regions, geometry.spacing, ("dice", "hd95"))
     out = []
@@ -72,9 +73,9 @@ def _mean_scores(
     candidates: list[dict[str, Any] | None],
     regions: dict[str, tuple[int, ...]],
     num_processes: int,
-    pred_mapping: dict[int, int] | None,
+    mappings: tuple[Mapping[int, int] | None, Mapping[int, int] | None],
 ) -> list[Scores]:
-    jobs = [(p, g, accepted, candidates, regions, pred_mapping) for p, g in pairs.values()]
+    jobs = [(p, g, accepted, candidates, regions, *mappings) for p, g in pairs.values()]
     per_case = run_parallel(_case_scores, jobs, num_processes)
     return [
         {
@@ -119,25 +120,30 @@ def determine_from_pairs(
     num_processes: int = 1,
     component_thresholds: Sequence[int] = COMPONENT_THRESHOLDS,
     et_thresholds: Sequence[int] = ET_THRESHOLDS,
-    pred_mapping: dict[int, int] | None = None,
+    pred_mapping: Mapping[int, int] | None = None,
+    gt_mapping: Mapping[int, int] | None = None,
 ) -> dict[str, Any]:
     """The decision for ``{case: (prediction, reference)}``; see ``determine_postprocessing``.
 
-    ``pred_mapping`` maps prediction files in a source convention to internal labels.
+    ``pred_mapping`` / ``gt_mapping`` map file values onto the dataset's labels
+    (``LabelManager.file_mapping``); None: the dataset's own values.
     """
     if not pairs:
         raise TumorsegError("no cases to determine post-processing on; check the folders")
-    is_brats = dataset_json.brats_regions is not None
-    regions = brats_regions() if is_brats else dict(dataset_json.regions)
+    labels = LabelManager.from_dataset_json(dataset_json)
+    regions = labels.regions()
+    tumour = labels.tumour_labels()
+    identity = labels.file_mapping(FileConvention.INTERNAL)
+    mappings = (pred_mapping or identity, gt_mapping or identity)
     accepted: list[dict[str, Any]] = []
-    (baseline,) = _mean_scores(pairs, accepted, [None], regions, num_processes, pred_mapping)
+    (baseline,) = _mean_scores(pairs, accepted, [None], regions, num_processes, mappings)
     current = baseline
     tried: list[dict[str, Any]] = []
     stages = [
-        (r, _candidates_for(r, labels, regions, component_thresholds))
-        for r, labels in regions.items()
+        (r, _candidates_for(r, values, regions, component_thresholds))
+        for r, values in regions.items()
     ]
-    if is_brats and et_thresholds:
+    if tumour is not None and "ET" in regions and et_thresholds:
         stages.append(
             (
                 "ET",
@@ -145,17 +151,15 @@ def determine_from_pairs(
                     {
                         "rule": "small_et_to_necrosis",
                         "min_voxels": int(t),
-                        "et_label": 3,
-                        "necrosis_label": 1,
+                        "et_label": tumour[TumorLabel.ENHANCING],
+                        "necrosis_label": tumour[TumorLabel.NECROSIS],
                     }
                     for t in et_thresholds
                 ],
             )
         )
     for region, candidates in stages:
-        scores = _mean_scores(
-            pairs, accepted, list(candidates), regions, num_processes, pred_mapping
-        )
+        scores = _mean_scores(pairs, accepted, list(candidates), regions, num_processes, mappings)
         order = sorted(
             range(len(candidates)),
             key=lambda i: (-scores[i][region]["dice"], scores[i][region]["hd95"]),
@@ -190,24 +194,29 @@ def determine_postprocessing(
 ) -> dict[str, Any]:
     """Decide post-processing on CV predictions in ``pred_folder`` against ``gt_folder``.
 
-    ``dataset_json`` (parsed, or a path to it / its dataset folder) gives the regions and the
-    file ending. Returns the JSON-able decision (``steps`` to pass to ``apply_postprocessing``,
-    plus ``baseline`` / ``final`` mean scores and every ``tried`` candidate); writes it
-    atomically to ``output`` when given.
+    ``dataset_json`` (parsed, or a path to it / its dataset folder) gives the labels, regions
+    and file ending; each folder is read in its own convention (``labels.json``, else the rule
+    of ``tumorseg.data.labels.default_convention``). Returns the JSON-able decision (``steps``
+    to pass to ``apply_postprocessing``, plus ``baseline`` / ``final`` mean scores and every
+    ``tried`` candidate); writes it atomically to ``output`` when given.
     """
-    dj = (
-        dataset_json
-        if isinstance(dataset_json, DatasetJson)
-        else DatasetJson.read(Path(dataset_json))
-    )
-    pairs, _ = pair_folders(Path(pred_folder), Path(gt_folder), dj.file_ending)
+    dataset_folder = None
+    if not isinstance(dataset_json, DatasetJson):
+        path = Path(dataset_json)
+        dataset_folder = path if path.is_dir() else path.parent
+        dataset_json = DatasetJson.read(path)
+    manager = LabelManager.from_dataset_json(dataset_json)
+    labels = resolve_labels(Path(pred_folder), Path(gt_folder), manager, dataset_folder)
+    pairs, _ = pair_folders(Path(pred_folder), Path(gt_folder), dataset_json.file_ending)
     check_geometry(pairs)
     decision = determine_from_pairs(
         pairs,
-        dj,
+        dataset_json,
         num_processes=num_processes,
         component_thresholds=component_thresholds,
         et_thresholds=et_thresholds,
+        pred_mapping=manager.file_mapping(labels.prediction),
+        gt_mapping=manager.file_mapping(labels.reference),
     )
     if output is not None:
         write_json(output, decision)

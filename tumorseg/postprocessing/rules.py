@@ -9,21 +9,24 @@ Steps::
     {"rule": "small_et_to_necrosis", "min_voxels": 200, "et_label": 3, "necrosis_label": 1}
 
 A size may be given as ``"min_volume_mm3"`` instead of ``"min_voxels"``; it is converted to
-voxels with the image's spacing, so one decision fits images of any resolution.
+voxels with the image's spacing, so one decision fits images of any resolution. Label values
+are the dataset's own (``labelsTr``'s): files in a source convention are mapped onto them before
+a decision is applied and back afterwards (``tumorseg.inference.postprocess_folder``).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tumorseg.constants import TumorLabel
-from tumorseg.errors import TumorsegError
+from tumorseg.data.labels import LabelManager, TumorLabel
+from tumorseg.errors import TumorsegError, bad_file
 from tumorseg.evaluation.metrics import region_mask
-from tumorseg.evaluation.regions import brats_regions
 from tumorseg.postprocessing.components import (
     keep_largest_component,
     relabel_region,
@@ -87,7 +90,7 @@ def apply_step(labels: np.ndarray, step: Mapping[str, Any], spacing: Sequence[fl
 def apply_postprocessing(
     labels: np.ndarray, decision: Mapping[str, Any], spacing: Sequence[float]
 ) -> np.ndarray:
-    """Apply every step of ``decision`` in order to ``labels`` (internal labels, e.g. (Z, Y, X)).
+    """Apply every step of ``decision`` in order to ``labels`` (dataset values, e.g. (Z, Y, X)).
 
     ``spacing`` (mm per voxel along the array axes) converts ``min_volume_mm3`` sizes to voxels.
     """
@@ -100,16 +103,26 @@ def apply_postprocessing(
     return out
 
 
-def preset_decision(name: str, et_threshold: int = 200) -> dict[str, Any]:
-    """The post-processing a paper describes, as a decision dict.
+def preset_decision(
+    name: str, et_threshold: int = 200, labels: LabelManager | None = None
+) -> dict[str, Any]:
+    """The post-processing a paper describes, as a decision dict in ``labels``' values.
 
     ``pairing`` (Wang et al., BraTS 2020): delete every tumour component under 10 voxels, then
     replace enhancing tumour below a threshold by necrosis. The paper does not give the
     threshold; ``et_threshold`` (voxels) defaults to 200 and is best tuned with ``determine``.
+    ``labels`` None: tumorseg's internal glioma labels.
     """
     if name != "pairing":
         raise TumorsegError(f"unknown post-processing preset {name!r}; valid: pairing")
-    whole = list(brats_regions()["WT"])
+    labels = labels or LabelManager.internal()
+    tumour = labels.tumour_labels()
+    regions = labels.brats_regions()
+    if tumour is None or regions is None:
+        raise TumorsegError(
+            f"{labels.name}: the pairing preset needs the BraTS tumour labels (necrosis, edema, "
+            "enhancing), which these labels do not declare; use --decision instead"
+        )
     return {
         "version": DECISION_VERSION,
         "source": "preset:pairing",
@@ -117,15 +130,35 @@ def preset_decision(name: str, et_threshold: int = 200) -> dict[str, Any]:
             {
                 "rule": "remove_small_components",
                 "region": "WT",
-                "labels": whole,
+                "labels": list(regions["WT"]),
                 "min_voxels": 10,
                 "fill": 0,
             },
             {
                 "rule": "small_et_to_necrosis",
                 "min_voxels": int(et_threshold),
-                "et_label": TumorLabel.ENHANCING.value,
-                "necrosis_label": TumorLabel.NECROSIS.value,
+                "et_label": tumour[TumorLabel.ENHANCING],
+                "necrosis_label": tumour[TumorLabel.NECROSIS],
             },
         ],
     }
+
+
+def read_decision(path: Path) -> dict[str, Any]:
+    """Read a decision JSON (``postprocessing.json`` or a ``find_best.json`` holding one)."""
+    path = Path(path)
+    if not path.is_file():
+        raise bad_file(
+            path, "not found", "run 'tumorseg postprocess determine' or 'find-best' first"
+        )
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise bad_file(
+            path, "is not valid JSON", "re-run 'tumorseg postprocess determine'"
+        ) from None
+    if isinstance(data, dict) and isinstance(data.get("postprocessing"), dict):
+        data = data["postprocessing"]
+    if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
+        raise bad_file(path, "has no 'steps' list", "give a decision written by tumorseg")
+    return data

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from tumorseg.constants import LabelConvention
 from tumorseg.data.dataset_json import DatasetJson
 from tumorseg.data.io import read_image
+from tumorseg.data.labels import LabelManager, default_convention
 from tumorseg.reporting.overlays import write_overlay
 from tumorseg.utils.atomic import write_text
 
@@ -23,13 +23,19 @@ _METRIC_NAMES = {
 }
 
 
-def _to_internal(labels: np.ndarray, convention: LabelConvention | None) -> np.ndarray:
-    if convention is None:
-        return labels
-    out = np.zeros_like(labels)
-    for source, internal in convention.to_internal.items():
-        out[labels == source] = internal
-    return out
+def _read_labels(path: Path, labels: LabelManager, dataset: Path) -> np.ndarray:
+    """A label map of the report in tumour label numbers (1 necrosis, 2 edema, 3 enhancing),
+    read in its folder's convention."""
+    values = labels.from_file(
+        read_image(path)[0], default_convention(path.parent, labels, dataset), path
+    )
+    tumour = labels.tumour_labels()
+    if tumour is None:
+        return values
+    lookup = np.zeros(256, np.uint8)
+    for label, value in tumour.items():
+        lookup[value] = label.value
+    return lookup[values]
 
 
 def metrics_table(summary: Mapping[str, Any]) -> str:
@@ -79,6 +85,7 @@ def write_demo_report(
     """Write ``folder/report.md`` with its images next to it; return the report path."""
     folder.mkdir(parents=True, exist_ok=True)
     dj = DatasetJson.read(dataset)
+    labels = LabelManager.from_dataset_json(dj)
     names = [dj.channel_names[i] for i in sorted(dj.channel_names)]
     overlays = []
     for case in held_out:
@@ -86,13 +93,11 @@ def write_demo_report(
             read_image(dataset / "imagesTs" / f"{case}_{c:04d}{dj.file_ending}")[0]
             for c in range(dj.num_channels)
         ]
-        gt = _to_internal(
-            read_image(dataset / "labelsTs" / f"{case}{dj.file_ending}")[0], dj.label_convention
-        )
+        gt = _read_labels(dataset / "labelsTs" / f"{case}{dj.file_ending}", labels, dataset)
         pred_path = predictions / f"{case}{dj.file_ending}"
         if not pred_path.is_file():
             continue
-        pred = _to_internal(read_image(pred_path)[0], dj.label_convention)
+        pred = _read_labels(pred_path, labels, dataset)
         png = folder / f"overlay_{case}.png"
         write_overlay(png, images, names, pred, gt, title=case)
         overlays.append(png.name)

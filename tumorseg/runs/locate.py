@@ -18,6 +18,7 @@ from typing import Any
 from tumorseg.data.dataset_json import DatasetJson
 from tumorseg.errors import TumorsegError
 from tumorseg.paths import find_dataset
+from tumorseg.runs.folds import parse_folds
 
 #: Written by ``tumorseg find-best`` into ``RESULTS/<Dataset>/``.
 FIND_BEST_FILE = "find_best.json"
@@ -192,6 +193,26 @@ def fold_folders(run_folder: Path, folds: Sequence[str] | None, checkpoint: str)
             )
         out.append(folder)
     return out
+
+
+def find_fold_folders(
+    results_root: Path,
+    dataset: str,
+    configuration: str,
+    trainer: str,
+    plans: str,
+    run: str | None,
+    folds: str | Sequence[str] | None,
+    checkpoint: str,
+) -> list[Path]:
+    """The fold folders of a trained run, found by dataset, configuration, trainer and plans.
+
+    ``folds`` are as the command line gives them (``["0,1", "3"]``, ``["all"]``; None: every
+    fold holding ``checkpoint``).
+    """
+    dataset_folder = find_results_dataset(dataset, results_root)
+    run_folder = find_run_folder(dataset_folder, trainer, plans, configuration, run)
+    return fold_folders(run_folder, parse_folds(folds), checkpoint)
 
 
 def dataset_json_for(reference: str, raw: Path, results: Path) -> DatasetJson:

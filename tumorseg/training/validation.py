@@ -1,61 +1,56 @@
-"""Final validation of a trained fold: whole validation cases, scored in the original grid.
+"""Final validation of a trained fold: predict -> export -> evaluate, as ``tumorseg predict`` and
+``tumorseg evaluate`` do.
 
-Each validation case is predicted with the sliding window, reverted to its original geometry and
-written to ``fold_k/validation/`` as ``CASE.nii.gz`` (internal labels) and ``CASE.npz``
-(``probabilities`` float16 ``(K, Z, Y, X)`` + ``geometry_json``), then scored per region (Dice,
-HD95) against the raw label file when the raw dataset is present, else against the
-preprocessed segmentation (then in the preprocessed grid). ``summary.json`` holds per-case
-scores and the mean per region and metric.
+Each validation case is predicted with the sliding window (``predict_preprocessed``), reverted
+to its original geometry (``revert_to_original``) and written by ``tumorseg.inference.export``
+to ``fold_k/validation/``: ``CASE.nii.gz`` in the dataset's source convention, ``CASE.npz``
+(probabilities) and the folder's ``labels.json``, the same files ``tumorseg predict
+--save-probabilities`` writes. The cases are then scored by ``tumorseg.evaluation.summary``
+against the raw label files, in the dataset's own regions (``summary.json``, the format of
+``tumorseg evaluate``). A case whose raw label file is absent (no raw dataset on this machine)
+is scored against its preprocessed segmentation in the preprocessed grid, marked
+``"reference": "preprocessed"``.
 """
 
 from __future__ import annotations
 
-import json
-import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from torch import nn
 
-from tumorseg.data.io import Geometry, read_image, write_image
+from tumorseg.data.io import Geometry
+from tumorseg.data.labels import FileConvention, LabelManager, RegionSet
+from tumorseg.evaluation.summary import build_summary, case_entry, evaluate_pairs, score_labels
+from tumorseg.inference.export import prepare_folder, write_prediction
+from tumorseg.inference.predictor import predict_preprocessed
+from tumorseg.preprocessing.pipeline import revert_to_original
 from tumorseg.preprocessing.storage import read_case
 from tumorseg.training.run import TrainingRun
-from tumorseg.utils.atomic import atomic_path, write_json
-
-#: Scored per region; sensitivity etc. are left to ``tumorseg evaluate``.
-METRICS = ("dice", "hd95")
 
 
-def _finite_or_none(value: float) -> float | None:
-    # JSON has no NaN/inf: an undefined score (e.g. HD95 with an empty mask) is written as null.
-    return None if math.isnan(value) or math.isinf(value) else float(value)
-
-
-def _scored_regions(run: TrainingRun) -> dict[str, tuple[int, ...]]:
-    return {name: tuple(labels) for name, labels in run.dataset.regions}
-
-
-def _mean(values: list[float]) -> float:
-    finite = [v for v in values if not math.isnan(v) and not math.isinf(v)]
-    return float(np.mean(finite)) if finite else math.nan
+def _raw_reference(run: TrainingRun, case_id: str) -> Path | None:
+    if run.raw_labels_folder is None:
+        return None
+    path = run.raw_labels_folder / f"{case_id}{run.dataset.file_ending}"
+    return path if path.is_file() else None
 
 
 def validate_fold(
     run: TrainingRun, network: nn.Module, device: str, log: Any = print
 ) -> dict[str, Any]:
     """Predict, write and score every validation case of ``run``; return the summary dict."""
-    from tumorseg.evaluation.metrics import region_metrics
-    from tumorseg.inference.predictor import predict_preprocessed, probabilities_to_labels
-    from tumorseg.preprocessing.pipeline import revert_to_original
-
     out = run.fold_folder / "validation"
-    out.mkdir(parents=True, exist_ok=True)
-    regions = _scored_regions(run)
     trainer = run.trainer
-    cases: dict[str, Any] = {}
+    labels = LabelManager.from_dataset_json(run.dataset)
+    regions = labels.regions(RegionSet.DATASET)
+    prepare_folder(out, labels)
+    raw_pairs: dict[str, tuple[Path, Path]] = {}
+    preprocessed: dict[str, dict[str, Any]] = {}
     for case_id in run.val_cases:
         data, seg, props = read_case(run.data_folder, case_id, mmap=False)
-        probs = predict_preprocessed(
+        probabilities = predict_preprocessed(
             trainer,
             network,
             data[list(run.channels)],
@@ -65,55 +60,47 @@ def validate_fold(
         )
         original = np.asarray(
             revert_to_original(
-                probs, props, run.plans, run.config, activation=trainer.output_activation
-            )
+                probabilities, props, run.plans, run.config, activation=trainer.output_activation
+            ),
+            dtype=np.float32,
         )
-        labels = probabilities_to_labels(original, trainer.output_activation, run.dataset)
         geometry = Geometry.from_dict(props["geometry"])
-        write_image(out / f"{case_id}.nii.gz", labels.astype(np.uint8), geometry)
-        with atomic_path(out / f"{case_id}.npz") as tmp, tmp.open("wb") as handle:
-            np.savez_compressed(
-                handle,
-                probabilities=original.astype(np.float16),
-                geometry_json=np.array(json.dumps(geometry.to_dict())),
-            )
-        raw = (
-            run.raw_labels_folder / f"{case_id}{run.dataset.file_ending}"
-            if run.raw_labels_folder is not None
-            else None
+        written = write_prediction(
+            out,
+            case_id,
+            original,
+            geometry,
+            run.dataset,
+            trainer.output_activation,
+            save_probabilities=True,
         )
-        if raw is not None and raw.is_file():
-            reference, ref_geometry = read_image(raw)
-            scores = region_metrics(
-                labels, np.asarray(reference), regions, ref_geometry.spacing, metrics=METRICS
-            )
-            against = "raw"
+        reference = _raw_reference(run, case_id)
+        if reference is not None:
+            raw_pairs[case_id] = (written, reference)
         elif seg is not None:
-            predicted = probabilities_to_labels(probs, trainer.output_activation, run.dataset)
-            scores = region_metrics(predicted, seg[0], regions, run.config.spacing, metrics=METRICS)
-            against = "preprocessed"
-        else:
-            continue
-        cases[case_id] = {"reference": against, "metrics": scores}
-        log(
-            f"validation {case_id}: "
-            + ", ".join(f"{r} Dice {s['dice']:.4f}" for r, s in scores.items() if "dice" in s)
-        )
-    metric_names = sorted({m for c in cases.values() for s in c["metrics"].values() for m in s})
-    mean = {
-        region: {m: _mean([c["metrics"][region][m] for c in cases.values()]) for m in metric_names}
-        for region in regions
-    }
-    for case in cases.values():
-        case["metrics"] = {
-            r: {m: _finite_or_none(v) for m, v in s.items()} for r, s in case["metrics"].items()
-        }
-    summary = {
-        "mean": {r: {m: _finite_or_none(v) for m, v in s.items()} for r, s in mean.items()},
-        "cases": cases,
+            predicted = labels.probabilities_to_labels(probabilities, trainer.output_activation)
+            scores = score_labels(predicted, seg[0], regions, run.config.spacing)
+            preprocessed[case_id] = case_entry(scores, written, None)
+    settings = {
+        "regions": RegionSet.DATASET.value,
+        "prediction_convention": labels.export_convention.value,
+        "reference_convention": FileConvention.INTERNAL.value,
+        "labels": labels.describe(),
         "checkpoint": "final",
         "tta": run.loop.validation_tta,
-        "regions": {k: list(v) for k, v in regions.items()},
     }
-    write_json(out / "summary.json", summary)
-    return summary
+    cases = dict(preprocessed)
+    if raw_pairs:
+        scored = evaluate_pairs(
+            raw_pairs,
+            regions,
+            pred_mapping=labels.file_mapping(labels.export_convention),
+            gt_mapping=labels.file_mapping(FileConvention.INTERNAL),
+        )
+        cases.update(scored["cases"])
+    for case_id in sorted(cases):
+        log(
+            f"validation {case_id}: "
+            + ", ".join(f"{r} Dice {s['dice']:.4f}" for r, s in cases[case_id]["metrics"].items())
+        )
+    return build_summary(cases, regions, settings=settings, output=out / "summary.json")

@@ -3,22 +3,24 @@
 synthesise -> hold out test cases -> plan -> train on a wall-clock budget -> predict the held-out
 cases -> evaluate -> write a Markdown report with the metrics table and overlay PNGs.
 
-Every step is the public command a user would type, run in-process and printed first, so the
-demo doubles as a worked example of the command line.
+Each step calls the API function behind a public command and prints that command first, with
+the same values, so the demo doubles as a worked example of the command line.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from shlex import quote
+from typing import Any
 
-from tumorseg.constants import LabelConvention
+from tumorseg.constants import DEFAULT_PLANS_NAME
 from tumorseg.data.dataset_json import DatasetJson
-from tumorseg.data.io import read_image, write_image
+from tumorseg.data.io import read_image
+from tumorseg.data.labels import FileConvention, LabelManager
 from tumorseg.errors import TumorsegError
 from tumorseg.paths import Roots, dataset_folder_name
 from tumorseg.reporting.report import write_demo_report
@@ -54,23 +56,29 @@ class StepLog:
     steps: list[tuple[str, float]] = field(default_factory=list)
 
 
-def _run(
-    cli: Callable[[list[str]], None], argv: list[str], log: StepLog, echo: Callable[[str], None]
-) -> None:
-    echo("$ tumorseg " + " ".join(argv))
+def _step(
+    command: str, action: Callable[[], Any], log: StepLog, echo: Callable[[str], None]
+) -> Any:
+    """Print ``$ tumorseg COMMAND``, run ``action`` (that command's API call) and time it."""
+    command = "tumorseg " + command
+    echo("$ " + command)
     start = time.perf_counter()
-    cli(argv)
-    log.steps.append(("tumorseg " + " ".join(argv), time.perf_counter() - start))
+    result = action()
+    log.steps.append((command, time.perf_counter() - start))
+    return result
 
 
 def hold_out_cases(dataset: Path, n: int) -> list[str]:
     """Move the last ``n`` training cases to ``imagesTs``/``labelsTs``.
 
     The held-out labels are written in the dataset's source label convention (BraTS 2021:
-    0/1/2/4), like ground truth a user would have, so evaluation compares predictions and
-    references in the same convention.
+    0/1/2/4), like ground truth a user would have, through the one label-map writer, so
+    ``labelsTs/labels.json`` records it and evaluation reads the references right.
     """
+    from tumorseg.inference.export import prepare_folder, write_labels
+
     dj = DatasetJson.read(dataset)
+    labels = LabelManager.from_dataset_json(dj)
     cases = sorted(
         p.name[: -len("_0000" + dj.file_ending)]
         for p in (dataset / "imagesTr").glob(f"*_0000{dj.file_ending}")
@@ -82,144 +90,127 @@ def hold_out_cases(dataset: Path, n: int) -> list[str]:
         )
     held = cases[-n:]
     (dataset / "imagesTs").mkdir(exist_ok=True)
-    (dataset / "labelsTs").mkdir(exist_ok=True)
-    to_source = (dj.label_convention or LabelConvention.BRATS2023).to_source
+    prepare_folder(dataset / "labelsTs", labels)
     for case in held:
         for c in range(dj.num_channels):
             name = f"{case}_{c:04d}{dj.file_ending}"
             shutil.move(dataset / "imagesTr" / name, dataset / "imagesTs" / name)
-        label, geometry = read_image(dataset / "labelsTr" / f"{case}{dj.file_ending}")
-        source = label.copy()
-        for internal, value in to_source.items():
-            source[label == internal] = value
-        write_image(dataset / "labelsTs" / f"{case}{dj.file_ending}", source, geometry)
-        (dataset / "labelsTr" / f"{case}{dj.file_ending}").unlink()
+        source = dataset / "labelsTr" / f"{case}{dj.file_ending}"
+        label, geometry = read_image(source)
+        values = labels.from_file(label, FileConvention.INTERNAL, source)
+        target = dataset / "labelsTs" / f"{case}{dj.file_ending}"
+        write_labels(target, values, geometry, labels, labels.export_convention)
+        source.unlink()
     DatasetJson(**{**dj.__dict__, "num_training": len(cases) - n}).write(dataset / "dataset.json")
     return held
 
 
 def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Path:
     """Run the demo; return the path of the Markdown report."""
-    from tumorseg.cli import app
-
-    def cli(argv: list[str]) -> None:
-        app(argv, standalone_mode=False)
+    from tumorseg.data.synthetic.generate import generate_dataset
+    from tumorseg.evaluation.folders import evaluate_predictions
+    from tumorseg.evaluation.summary import format_means
+    from tumorseg.inference.predict_folder import predict_with_run
+    from tumorseg.training.config import parse_duration
+    from tumorseg.training.loop import train
+    from tumorseg.training.run import prepare_run
+    from tumorseg.workflows.plan_and_preprocess import plan_dataset
 
     workdir = settings.workdir.resolve()
     roots = Roots.under(workdir)
-    root_args = ["--raw", str(roots.raw)]
-    pre_args = ["--preprocessed", str(roots.preprocessed)]
-    res_args = ["--results", str(roots.results)]
+    raw = f"--raw {quote(str(roots.raw))}"
+    pre = f"--preprocessed {quote(str(roots.preprocessed))}"
+    res = f"--results {quote(str(roots.results))}"
     dataset = roots.raw / dataset_folder_name(DEMO_DATASET_ID, DEMO_DATASET_NAME)
     if workdir.exists() and any(workdir.iterdir()):
         raise TumorsegError(
             f"{workdir}: demo folder is not empty; remove it or choose another --workdir"
         )
     log = StepLog()
-    did = str(DEMO_DATASET_ID)
+    did, config, trainer = DEMO_DATASET_ID, settings.configuration, settings.trainer
     processes = max(1, settings.num_workers)  # synth and plan need at least one process
     start = time.perf_counter()
-    _run(
-        cli,
-        [
-            "synth",
-            "--id",
+    _step(
+        f"synth --id {did} --cases {settings.cases} --spacing {settings.spacing} "
+        f"--seed {settings.seed} -np {processes} {raw}",
+        lambda: generate_dataset(
+            roots.raw,
             did,
-            "--cases",
-            str(settings.cases),
-            "--spacing",
-            str(settings.spacing),
-            "--seed",
-            str(settings.seed),
-            "-np",
-            str(processes),
-            *root_args,
-        ],
+            settings.cases,
+            name=DEMO_DATASET_NAME,
+            spacing=settings.spacing,
+            seed=settings.seed,
+            num_processes=processes,
+            log=echo,
+        ),
         log,
         echo,
     )
     held = hold_out_cases(dataset, settings.held_out)
     echo(f"held out for testing: {', '.join(held)}")
-    _run(
-        cli,
-        [
-            "plan",
-            did,
-            "-c",
-            settings.configuration,
-            "--device",
-            "cpu",
-            "-np",
-            str(processes),
-            *root_args,
-            *pre_args,
-        ],
+    _step(
+        f"plan {did} -c {config} --device cpu -np {processes} {raw} {pre}",
+        lambda: plan_dataset(
+            dataset,
+            roots.preprocessed,
+            configurations=[config],
+            device="cpu",
+            num_processes=processes,
+            log=echo,
+        ),
         log,
         echo,
     )
-    _run(
-        cli,
-        [
-            "train",
-            did,
-            settings.configuration,
-            "all",
-            "--trainer",
-            settings.trainer,
-            "--time-budget",
-            settings.time_budget,
-            "--seed",
-            str(settings.seed),
-            "-np",
-            str(settings.num_workers),
-            *root_args,
-            *pre_args,
-            *res_args,
-        ],
+    loop_values = {
+        "device": "cpu",
+        "num_workers": settings.num_workers,
+        "time_budget_s": parse_duration(settings.time_budget),
+        "seed": settings.seed,
+    }
+    _step(
+        f"train {did} {config} all --trainer {trainer} --time-budget {settings.time_budget} "
+        f"--seed {settings.seed} -np {settings.num_workers} {raw} {pre} {res}",
+        lambda: train(
+            prepare_run(
+                roots, str(did), config, "all", trainer, DEFAULT_PLANS_NAME, {}, loop_values
+            )
+        ),
         log,
         echo,
     )
+    images, references = dataset / "imagesTs", dataset / "labelsTs"
     predictions = workdir / "predictions"
-    _run(
-        cli,
-        [
-            "predict",
-            "-i",
-            str(dataset / "imagesTs"),
-            "-o",
-            str(predictions),
-            "-d",
-            did,
-            "-c",
-            settings.configuration,
-            "-t",
-            settings.trainer,
-            "-f",
-            "all",
-            "--quiet",
-            *([] if settings.tta else ["--no-tta"]),
-            *res_args,
-        ],
+    predicted = _step(
+        f"predict -i {quote(str(images))} -o {quote(str(predictions))} -d {did} -c {config} "
+        f"-tr {trainer} -f all --quiet{'' if settings.tta else ' --no-tta'} {res}",
+        lambda: predict_with_run(
+            images,
+            predictions,
+            roots.results,
+            str(did),
+            config,
+            trainer=trainer,
+            folds=["all"],
+            tta=settings.tta,
+            progress=False,
+        ),
         log,
         echo,
     )
-    _run(
-        cli,
-        [
-            "evaluate",
-            str(predictions),
-            str(dataset / "labelsTs"),
-            "-d",
-            did,
-            "-o",
-            str(predictions / "summary.json"),
-            *root_args,
-        ],
+    if predicted.failed:
+        raise TumorsegError(f"demo: prediction failed for {', '.join(predicted.failed)}")
+    summary_path = predictions / "summary.json"
+    summary = _step(
+        f"evaluate {quote(str(predictions))} {quote(str(references))} -d {did} "
+        f"-o {quote(str(summary_path))} {raw}",
+        lambda: evaluate_predictions(
+            predictions, references, dataset_folder=dataset, output=summary_path
+        ),
         log,
         echo,
     )
+    echo(format_means(summary))
     total = time.perf_counter() - start
-    summary = json.loads((predictions / "summary.json").read_text())
     report = write_demo_report(
         workdir / "report",
         summary=summary,

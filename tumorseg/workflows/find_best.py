@@ -1,11 +1,13 @@
 """Find the best trained run (or pair of runs) of a dataset from its cross-validation results.
 
 Scans ``RESULTS/<Dataset>/<trainer>__<plans>__<configuration>/fold_<k>/validation/`` (written by
-training: ``CASE.nii.gz`` internal labels, ``CASE.npz`` probabilities), merges each run's folds,
-evaluates every run and every pair of runs (probabilities averaged) against the raw
-``labelsTr`` on the cases all candidates share, ranks them by mean Dice over regions, decides
-post-processing for the best and writes ``RESULTS/<Dataset>/find_best.json``. Intermediate
-summaries and ensemble predictions go to ``RESULTS/<Dataset>/find_best/``.
+training through ``tumorseg.inference.export``: ``CASE.nii.gz``, ``CASE.npz`` probabilities and
+``labels.json``), merges each run's folds, evaluates every run and every pair of runs
+(probabilities averaged) against the raw ``labelsTr`` on the cases all candidates share, ranks
+them by mean Dice over regions, decides post-processing for the best and writes
+``RESULTS/<Dataset>/find_best.json``. Intermediate summaries and ensemble predictions go to
+``RESULTS/<Dataset>/find_best/``. Every folder is read in the convention its ``labels.json``
+records (validation folders written before the record existed hold internal labels).
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from typing import Any
 
 from tumorseg.constants import NUM_FOLDS
 from tumorseg.data.dataset_json import DatasetJson
+from tumorseg.data.labels import FileConvention, LabelManager, LabelMapping, read_label_record
 from tumorseg.errors import TumorsegError
-from tumorseg.evaluation.regions import brats_regions, label_mapping
 from tumorseg.evaluation.summary import case_files, evaluate_pairs
 from tumorseg.postprocessing.determine import determine_from_pairs
 from tumorseg.utils.atomic import atomic_dir, write_json
@@ -39,6 +41,19 @@ class RunFolds:
     folder: Path
     validation: dict[int, Path] = field(default_factory=dict)  # fold -> validation folder
     missing_folds: tuple[int, ...] = ()
+
+    def convention(self) -> FileConvention:
+        """The convention of the validation label maps (one for all folds)."""
+        found = set()
+        for folder in self.validation.values():
+            record = read_label_record(folder)
+            found.add(record.convention if record is not None else FileConvention.INTERNAL)
+        if len(found) > 1:
+            raise TumorsegError(
+                f"{self.folder}: the folds' validation predictions are in different label "
+                f"conventions ({', '.join(sorted(c.value for c in found))}); re-run their training"
+            )
+        return found.pop()
 
     def predictions(self, file_ending: str = ".nii.gz") -> dict[str, Path]:
         """``{case: label file}`` over all folds (each case is validated in exactly one fold)."""
@@ -164,10 +179,22 @@ def _evaluate(
     regions: dict[str, tuple[int, ...]],
     out: Path,
     num_processes: int,
-    pred_mapping: dict[int, int] | None = None,
+    mappings: tuple[LabelMapping, LabelMapping],
 ) -> dict[str, Any]:
     path = out / name / "summary.json"
-    summary = evaluate_pairs(pairs, regions, path, num_processes, pred_mapping=pred_mapping)
+    pred_mapping, gt_mapping = mappings
+    summary = evaluate_pairs(
+        pairs,
+        regions,
+        path,
+        num_processes,
+        pred_mapping=pred_mapping,
+        gt_mapping=gt_mapping,
+        settings={
+            "prediction_convention": pred_mapping.convention,
+            "reference_convention": gt_mapping.convention,
+        },
+    )
     return {
         "name": name,
         "mean_dice": summary["mean_over_regions"]["dice"],
@@ -175,6 +202,7 @@ def _evaluate(
         "regions": {r: summary["mean"][r] for r in regions},
         "num_cases": len(pairs),
         "summary": str(path),
+        "mappings": mappings,
     }
 
 
@@ -189,7 +217,8 @@ def find_best(
     """Rank the runs of the raw dataset ``dataset_folder``; return and write ``find_best.json``.
 
     Ensembles are written by ``tumorseg.inference.ensemble.ensemble_folders`` in the dataset's
-    source label convention and mapped back to internal labels for scoring.
+    source label convention; every prediction is mapped onto the dataset's labels (those of
+    ``labelsTr``) for scoring, in the dataset's BraTS regions when it has them.
     """
     dj = DatasetJson.read(dataset_folder / "dataset.json")
     dataset = dataset_folder.name
@@ -208,22 +237,27 @@ def find_best(
             f"{dataset_folder / 'labelsTr'}: no case has a reference and a prediction from every "
             "run; check that the runs belong to this dataset"
         )
-    regions = brats_regions() if dj.brats_regions is not None else dict(dj.regions)
-    source = dj.label_convention.value if dj.label_convention is not None else "internal"
-    source_mapping = label_mapping(source)
+    manager = LabelManager.from_dataset_json(dj)
+    regions = manager.regions()
+    reference = manager.file_mapping(FileConvention.INTERNAL)
     out = dataset_results / "find_best"
     by_name = {run.name: run for run in runs}
     candidates = []
     for run in runs:
         pairs = {c: (predictions[run.name][c], labels[c]) for c in cases}
-        entry = _evaluate(run.name, pairs, regions, out, num_processes)
+        mappings = (manager.file_mapping(run.convention()), reference)
+        entry = _evaluate(run.name, pairs, regions, out, num_processes, mappings)
         candidates.append({**entry, "kind": "single", "members": [run.name], "pairs": pairs})
     if ensembles:
         for a, b in itertools.combinations(runs, 2):
             name = f"ensemble__{a.name}--{b.name}"
-            merged = _ensemble(a, b, cases, out / "ensembles" / name, dj)
+            target = out / "ensembles" / name
+            merged = _ensemble(a, b, cases, target, dj)
             pairs = {c: (merged[c], labels[c]) for c in cases}
-            entry = _evaluate(name, pairs, regions, out, num_processes, source_mapping)
+            record = read_label_record(target)
+            convention = record.convention if record is not None else manager.export_convention
+            mappings = (manager.file_mapping(convention), reference)
+            entry = _evaluate(name, pairs, regions, out, num_processes, mappings)
             candidates.append(
                 {**entry, "kind": "ensemble", "members": [a.name, b.name], "pairs": pairs}
             )
@@ -233,7 +267,8 @@ def find_best(
         best["pairs"],
         dj,
         num_processes=num_processes,
-        pred_mapping=source_mapping if best["kind"] == "ensemble" else None,
+        pred_mapping=best["mappings"][0],
+        gt_mapping=best["mappings"][1],
     )
     decision_path = out / "postprocessing.json"
     write_json(decision_path, decision)
@@ -242,11 +277,15 @@ def find_best(
         "dataset": dataset,
         "num_cases": len(cases),
         "missing_folds": {run.name: list(run.missing_folds) for run in runs if run.missing_folds},
-        "ranking": [{k: v for k, v in c.items() if k != "pairs"} for c in ranking],
+        "ranking": [
+            {k: v for k, v in c.items() if k not in ("pairs", "mappings")} for c in ranking
+        ],
         "best": best["name"],
         "postprocessing": decision,
         "postprocessing_file": str(decision_path),
-        "commands": usage_commands(dataset, members, decision, decision_path, source),
+        "commands": usage_commands(
+            dataset, members, decision, decision_path, manager.export_convention.value
+        ),
     }
     write_json(dataset_results / "find_best.json", result)
     return result

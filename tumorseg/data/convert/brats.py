@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tumorseg.constants import LabelConvention, Modality
+from tumorseg.constants import Modality
 from tumorseg.data.convert.common import (
     BRAIN_MASK,
     SEGMENTATION,
@@ -46,6 +46,7 @@ from tumorseg.data.convert.common import (
 from tumorseg.data.convert.longitudinal import TIME_POINT_FOLDERS, longitudinal_layout
 from tumorseg.data.convert.sources import image_files, source_folder
 from tumorseg.data.dataset_json import brats_dataset_json
+from tumorseg.data.labels import LabelConvention
 from tumorseg.errors import TumorsegError, bad_file
 from tumorseg.paths import dataset_folder_name
 

@@ -24,8 +24,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from tumorseg.constants import LabelConvention, Modality
+from tumorseg.constants import Modality
 from tumorseg.data.io import Geometry, image_ending, read_image, write_image
+from tumorseg.data.labels import LabelConvention, map_label_values
 from tumorseg.errors import TumorsegError, bad_file
 from tumorseg.paths import dataset_folder_name, parse_dataset_folder_name
 from tumorseg.utils.atomic import atomic_dir
@@ -172,31 +173,15 @@ def require_same_geometry(
         )
 
 
-def _integer_values(array: np.ndarray, path: Path) -> np.ndarray:
-    """The distinct values of a label image, checked to be finite integers."""
-    values = np.unique(array)
-    floating = np.issubdtype(values.dtype, np.floating)
-    if floating and (not np.isfinite(values).all() or not np.all(values == np.round(values))):
-        raise bad_file(path, "label image holds non-integer values", "store integer labels")
-    return values.astype(np.int64)
-
-
 def map_labels(array: np.ndarray, convention: LabelConvention, path: Path) -> np.ndarray:
     """Map source label values to internal labels (uint8); unknown values are an error."""
-    values = _integer_values(array, path)
-    mapping = convention.to_internal
-    unknown = [int(v) for v in values if int(v) not in mapping]
-    if unknown:
-        raise bad_file(
-            path,
-            f"label value(s) {unknown} are not in the {convention.value} convention "
-            f"(valid: {sorted(mapping)})",
-            "fix the label file or choose the right convention with --label-convention",
-        )
-    out = np.zeros(array.shape, dtype=np.uint8)
-    for src in values:
-        out[array == src] = mapping[int(src)]
-    return out
+    return map_label_values(
+        array,
+        convention.to_internal,
+        path,
+        "fix the label file or choose the right convention with --label-convention",
+        convention.value,
+    )
 
 
 def binarise(array: np.ndarray, path: Path) -> np.ndarray:

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tumorseg.constants import LabelConvention, Modality
+from tumorseg.constants import Modality
 from tumorseg.data.convert.common import (
     GEOMETRY_TOLERANCE,
     SEGMENTATION,
@@ -54,6 +54,7 @@ from tumorseg.data.convert.common import (
 from tumorseg.data.convert.sources import image_files, source_folder
 from tumorseg.data.dataset_json import DatasetJson
 from tumorseg.data.io import Geometry, read_geometry, to_sitk
+from tumorseg.data.labels import LabelConvention
 from tumorseg.errors import bad_file
 from tumorseg.paths import dataset_folder_name
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tumorseg.constants import LabelConvention, Modality
+from tumorseg.constants import Modality
 from tumorseg.data.convert.common import (
     ConversionResult,
     map_cases,
@@ -35,6 +35,7 @@ from tumorseg.data.convert.common import (
 from tumorseg.data.convert.sources import image_files, source_folder
 from tumorseg.data.dataset_json import brats_dataset_json
 from tumorseg.data.io import Geometry
+from tumorseg.data.labels import LabelConvention
 from tumorseg.errors import bad_file
 from tumorseg.paths import dataset_folder_name
 

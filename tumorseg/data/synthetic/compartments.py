@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from tumorseg.constants import TumorLabel
+from tumorseg.data.labels import TumorLabel
 from tumorseg.data.synthetic.fields import bounding_box, smooth_random_field
 
 #: Compartment codes drawn by the intensity model. Labels are the same numbers, except that

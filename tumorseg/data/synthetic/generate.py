@@ -36,9 +36,9 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from tumorseg.constants import LabelConvention
 from tumorseg.data.dataset_json import brats_dataset_json
 from tumorseg.data.io import write_image
+from tumorseg.data.labels import LabelConvention
 from tumorseg.data.synthetic.case import HEALTHY_STREAM, TUMOUR_STREAM, case_rng, generate_case
 from tumorseg.data.synthetic.contrasts import CHANNELS
 from tumorseg.errors import TumorsegError

@@ -1,0 +1,107 @@
+"""``tumorseg evaluate`` as a function: which labels, which regions, which conventions, then score.
+
+The label layout comes from the dataset's dataset.json (``dataset_folder``), else from the
+predictions' ``labels.json``, else tumorseg's internal glioma labels. Each folder's convention
+comes from its option, else its ``labels.json``, else ``default_convention`` (the dataset's own
+``labelsTr`` is read as internal, other folders in the dataset's source convention). So
+``evaluate PRED labelsTr -d ID`` on ``predict``'s output scores exactly what the right
+``--convention`` options would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tumorseg.data.dataset_json import DatasetJson
+from tumorseg.data.labels import (
+    FileConvention,
+    LabelManager,
+    RegionSet,
+    default_convention,
+    read_label_record,
+)
+from tumorseg.evaluation.summary import evaluate_folders
+
+
+@dataclass(frozen=True)
+class FolderLabels:
+    """How two folders are read: the dataset's labels and each folder's file convention."""
+
+    manager: LabelManager
+    prediction: FileConvention
+    reference: FileConvention
+
+    def settings(self) -> dict[str, str]:
+        """What ``summary.json`` records about the labels."""
+        return {
+            "prediction_convention": self.prediction.value,
+            "reference_convention": self.reference.value,
+            "labels": self.manager.describe(),
+        }
+
+
+def labels_for(pred: Path, dataset_folder: Path | None = None) -> LabelManager:
+    """The dataset's labels: its dataset.json, else ``pred``'s labels.json, else internal."""
+    if dataset_folder is not None:
+        return LabelManager.from_dataset_json(DatasetJson.read(Path(dataset_folder)))
+    record = read_label_record(pred)
+    return record.manager if record is not None else LabelManager.internal()
+
+
+def resolve_labels(
+    pred: Path,
+    gt: Path,
+    manager: LabelManager,
+    dataset_folder: Path | None = None,
+    convention: FileConvention | None = None,
+    gt_convention: FileConvention | None = None,
+) -> FolderLabels:
+    """The conventions to read ``pred`` and ``gt`` with (see the module docstring).
+
+    ``convention`` applies to both folders unless ``gt_convention`` is given.
+    """
+    pred_convention = convention or default_convention(pred, manager, dataset_folder)
+    gt_default = convention or default_convention(gt, manager, dataset_folder)
+    return FolderLabels(manager, pred_convention, gt_convention or gt_default)
+
+
+def evaluate_predictions(
+    pred: Path,
+    gt: Path,
+    *,
+    dataset_folder: Path | None = None,
+    regions: RegionSet | None = None,
+    convention: FileConvention | None = None,
+    gt_convention: FileConvention | None = None,
+    output: Path | None = None,
+    num_processes: int = 1,
+    lesion_wise: bool = False,
+    file_ending: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate the predictions in ``pred`` against ``gt``; write and return the summary.
+
+    ``regions`` None: the BraTS regions (WT, TC, ET) when the dataset declares them or uses
+    the internal glioma labels, else its own regions / labels. ``output`` defaults to
+    ``pred/summary.json``; ``file_ending`` to the dataset's (``.nii.gz`` without one).
+    """
+    manager = labels_for(pred, dataset_folder)
+    labels = resolve_labels(pred, gt, manager, dataset_folder, convention, gt_convention)
+    if file_ending is None:
+        file_ending = ".nii.gz"
+        if dataset_folder is not None:
+            file_ending = DatasetJson.read(Path(dataset_folder)).file_ending
+    region_set = regions or labels.manager.default_region_set
+    return evaluate_folders(
+        pred,
+        gt,
+        labels.manager.regions(region_set),
+        file_ending,
+        output or Path(pred) / "summary.json",
+        num_processes,
+        pred_mapping=labels.manager.file_mapping(labels.prediction),
+        gt_mapping=labels.manager.file_mapping(labels.reference),
+        lesion_wise=lesion_wise,
+        settings={"regions": region_set.value, **labels.settings()},
+    )

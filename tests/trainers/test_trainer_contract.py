@@ -121,7 +121,8 @@ def test_builds_forwards_and_learns(
     k = len(trainer.output_names)
 
     network.train()
-    loss, logs = trainer.training_step(network, batch)
+    step = trainer.training_step(network, batch)
+    loss, logs = step.loss, step.logs
     assert loss.ndim == 0
     assert torch.isfinite(loss)
     assert all(isinstance(v, float) for v in logs.values())
@@ -225,7 +226,8 @@ def test_default_loss_is_fp32_under_autocast() -> None:
     trainer = build_trainer("default", context)
     network = trainer.build_network().train()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss, logs = trainer.training_step(network, tiny_batch(context, 4))
+        step = trainer.training_step(network, tiny_batch(context, 4))
+        loss, logs = step.loss, step.logs
     assert loss.dtype == torch.float32
     assert torch.isfinite(loss)
     assert set(logs) == {"loss", "dice"}

@@ -16,7 +16,10 @@ from tests.training.tiny_preprocessed import DATASET, tiny_configuration, write_
 from tumorseg.paths import Roots
 from tumorseg.preprocessing.storage import write_case
 from tumorseg.runs.checkpoint import checkpoint_path, load_checkpoint
+from tumorseg.trainers.hooks import optimization_for
+from tumorseg.trainers.optimization import default_optimization
 from tumorseg.trainers.schedules import PlateauSchedule, PolySchedule, warmup_poly_lr
+from tumorseg.training.config import LoopSettings
 from tumorseg.training.dataloading import PatchBatches
 from tumorseg.training.loop import Loop
 from tumorseg.training.run import TrainingRun, prepare_run
@@ -80,6 +83,20 @@ def test_plateau_schedule_state_round_trip_and_nan() -> None:
     )
     with pytest.raises(ValueError, match="monitor"):
         PlateauSchedule(1e-2, monitor="accuracy")
+
+
+def test_default_optimisation_is_nnunets_sgd_and_poly() -> None:
+    network = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Linear(3, 1))
+    optimization = default_optimization(network, LoopSettings(warmup_fraction=0.1))
+    optimizer = optimization.optimizer
+    assert type(optimizer) is torch.optim.SGD
+    (group,) = optimizer.param_groups
+    assert [id(p) for p in group["params"]] == [id(p) for p in network.parameters()]
+    assert (group["lr"], group["momentum"], group["weight_decay"]) == (1e-2, 0.99, 3e-5)
+    assert group["nesterov"] is True
+    assert optimization.schedule == PolySchedule(1e-2, 0.9, 0.1)
+    # A trainer without the hook gets exactly this.
+    assert type(optimization_for(object(), network, LoopSettings()).schedule) is PolySchedule
 
 
 # ---- the loop with a non-default optimiser -----------------------------------------------------

@@ -32,7 +32,8 @@ from tumorseg.trainers.sampling import ForegroundOversampling, SamplingPolicy
 class SamplingSettings(Protocol):
     """The loop setting the default sampling policy reads (``LoopSettings`` provides it)."""
 
-    oversample_foreground: float
+    @property
+    def oversample_foreground(self) -> float: ...
 
 
 def declared_inputs(trainer: Any) -> tuple[BatchInput, ...]:

@@ -26,11 +26,20 @@ ParameterGroups = Iterable[nn.Parameter] | Iterable[dict[str, Any]]
 class LoopHyperparameters(Protocol):
     """The loop settings an optimisation factory may read (``LoopSettings`` provides them)."""
 
-    initial_lr: float
-    momentum: float
-    weight_decay: float
-    poly_exponent: float
-    warmup_fraction: float
+    @property
+    def initial_lr(self) -> float: ...
+
+    @property
+    def momentum(self) -> float: ...
+
+    @property
+    def weight_decay(self) -> float: ...
+
+    @property
+    def poly_exponent(self) -> float: ...
+
+    @property
+    def warmup_fraction(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -47,7 +56,7 @@ class Optimization:
             for k, v in self.optimizer.defaults.items()
             if isinstance(v, int | float | str | bool | tuple) and v is not None
         }
-        schedule = (
+        schedule: dict[str, Any] = (
             {f.name: getattr(self.schedule, f.name) for f in fields(self.schedule) if f.init}
             if is_dataclass(self.schedule)
             else {}

@@ -80,5 +80,5 @@ def random_location(
     present = {k: v for k, v in locations.items() if len(v) > 0}
     if not present:
         return None
-    label = sorted(present)[rng.integers(len(present))]
-    return [int(c) for c in present[label][rng.integers(len(present[label]))]]
+    label = sorted(present)[int(rng.integers(len(present)))]
+    return [int(c) for c in present[label][int(rng.integers(len(present[label])))]]

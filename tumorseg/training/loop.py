@@ -204,7 +204,8 @@ class Loop:
         """``iterations_per_epoch`` optimiser steps; returns (mean loss, seconds spent waiting
         for data, mean of each of the trainer's logs)."""
         self.model.train()
-        losses, wait, logs = [], 0.0, MeanLogs()
+        losses: list[float] = []
+        wait, logs = 0.0, MeanLogs()
         limit, started = self._epoch_time_limit(), time.perf_counter()
         steps = self.state.iterations_per_epoch or self.settings.iterations_per_epoch
         for _ in range(steps):
@@ -375,7 +376,9 @@ class Loop:
 
 def _fields(obj: Any) -> dict[str, Any]:
     """A dataclass's fields as a dict (other objects: none)."""
-    return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else {}
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    return {}
 
 
 def _format_logs(logs: dict[str, float]) -> str:

@@ -20,7 +20,10 @@ Required members
   training mode for the optimiser steps and, under ``torch.no_grad`` in eval mode, on the
   validation batches (validation loss and pseudo-Dice come from its result);
 - ``predict_logits(network, images) -> (B, K, *patch)``: full-resolution logits for inference,
-  in either network mode; the only thing the sliding-window predictor calls.
+  in either network mode; the only thing the sliding-window predictor calls. It gets the images
+  only: a network that needs a reference at inference derives it there (e.g. a pseudo-healthy T1
+  from the T1 channel with a frozen normal-appearance model inside the network); the stored
+  reference images of ``inputs`` are a training-time cache of the same thing.
 
 Optional hooks (defaults in :mod:`tumorseg.trainers.hooks`)
 -----------------------------------------------------------
@@ -31,7 +34,15 @@ Optional hooks (defaults in :mod:`tumorseg.trainers.hooks`)
   (:mod:`tumorseg.trainers.optimization`; default SGD Nesterov 0.99 + poly). Schedules that
   need the validation loss implement ``end_epoch`` (e.g. ``PlateauSchedule``);
 - ``sampling_policy(loop) -> SamplingPolicy``: where patches are centred
-  (:mod:`tumorseg.trainers.sampling`; default nnU-Net's foreground oversampling).
+  (:mod:`tumorseg.trainers.sampling`; default nnU-Net's foreground oversampling);
+- ``transfer_weights(source, own) -> {name: tensor}``: which tensors of a ``--pretrained``
+  checkpoint initialise which of the network's (default: same name and shape); the loop logs
+  and records in ``train_config.json`` what was copied and what not.
+
+``loop`` is the run's ``LoopSettings`` (read through the small protocols of the hooks module:
+``initial_lr``, ``momentum``, ``weight_decay``, ``poly_exponent``, ``warmup_fraction``,
+``oversample_foreground``); a trainer's own numbers (e.g. an Adam learning rate) belong in its
+settings dataclass, so they are recorded and hashed with the run.
 
 Batches
 -------

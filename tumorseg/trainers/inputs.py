@@ -23,7 +23,10 @@ spec               batch entry                         where it comes from
                                                        and label 0); nearest
 =================  ==================================  =========================================
 
-For 2d and 2.5d, targets and masks are the centre slice only (as the label map is).
+For 2d and 2.5d, targets and masks are the centre slice only (as the label map is). Reference
+images are written once per case with ``tumorseg.preprocessing.storage.write_reference``; the
+loader checks before the first step that every case has each declared target and reference
+(one-line error naming the file and ``missing_hint``).
 """
 
 from __future__ import annotations

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import math
 import random
 import time
@@ -33,21 +32,17 @@ from torch import nn
 
 from tumorseg.errors import bad_file
 from tumorseg.runs.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
-from tumorseg.trainers.hooks import (
-    declared_inputs,
-    optimization_for,
-    sampling_policy_for,
-    transferred_weights,
-)
+from tumorseg.trainers.hooks import declared_inputs, optimization_for, sampling_policy_for
 from tumorseg.trainers.metrics import dice_counts, dice_from_counts
 from tumorseg.trainers.segmentation import output_spec
 from tumorseg.training import distributed as dist
 from tumorseg.training.budget import fit_epochs_to_budget
 from tumorseg.training.checkpoint import capture_rng_state, restore_rng_state
 from tumorseg.training.dataloading import PatchBatches, batch_loader
+from tumorseg.training.pretrained import load_pretrained
 from tumorseg.training.progress import ProgressLog
 from tumorseg.training.run import TrainingRun, write_run_files
-from tumorseg.training.steps import MeanLogs, check_result, to_device
+from tumorseg.training.steps import MeanLogs, check_result, format_logs, to_device
 
 #: Under a time budget, the fewest epochs the schedule is split into (see _epoch_time_limit).
 BUDGET_MIN_EPOCHS = 20
@@ -162,27 +157,10 @@ class Loop:
         self.log.log(f"resumed from {path.name} at epoch {self.state.epoch}")
 
     def load_pretrained(self, path: Path) -> None:
-        """Initialise from a checkpoint: the trainer's ``transfer_weights`` hook picks the
-        tensors (default: every weight whose name and shape match; new heads stay freshly
-        initialised). What was copied is logged and recorded in ``train_config.json``."""
-        source = load_checkpoint(path)["network"]
-        own = self.network.state_dict()
-        copied = transferred_weights(self.run.trainer, source, own)
-        if not copied:
-            raise bad_file(
-                path,
-                "shares no weights with this network",
-                "pick a checkpoint of a similar network",
-            )
-        own.update(copied)
-        self.network.load_state_dict(own)
-        self.state.pretrained = {
-            "checkpoint": str(path),
-            "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
-            "copied": sorted(copied),
-            "not_copied": sorted(set(own) - set(copied)),
-        }
-        self.log.log(f"pretrained weights: {len(copied)}/{len(own)} tensors from {path}")
+        """Initialise from a checkpoint (see :mod:`tumorseg.training.pretrained`)."""
+        self.state.pretrained = load_pretrained(self.network, self.run.trainer, path)
+        copied, total = len(self.state.pretrained["copied"]), len(self.network.state_dict())
+        self.log.log(f"pretrained weights: {copied}/{total} tensors from {path}")
 
     # ---- one epoch -----------------------------------------------------------------------------
     def _epoch_time_limit(self) -> float | None:
@@ -231,7 +209,8 @@ class Loop:
     @torch.no_grad()
     def validate_epoch(self, batches: Any) -> tuple[float, list[float], dict[str, float]]:
         """Validation loss, pseudo-Dice per region and mean trainer logs over
-        ``val_iterations`` batches (the steps' full-resolution logits give the Dice)."""
+        ``val_iterations`` batches (the steps' full-resolution logits give the Dice). Loss and
+        Dice are summed over DDP ranks; the trainer logs are this rank's."""
         self.model.eval()
         losses, logs = [], MeanLogs()
         counts = torch.zeros(len(self.spec.regions), 3, dtype=torch.long)
@@ -274,30 +253,12 @@ class Loop:
             "rank": self.info.rank,
             "inputs": declared_inputs(run.trainer),
         }
-        train_data = PatchBatches(
-            case_ids=run.train_cases, stream="train", augment=s.augment, **common
-        )
-        val_data = PatchBatches(case_ids=run.val_cases, stream="val", augment=False, **common)
-        pin = self.device_type == "cuda"
-        workers = s.num_workers
-        train_it = iter(
-            batch_loader(
-                train_data,
-                self.state.epoch * (self.state.iterations_per_epoch or s.iterations_per_epoch),
-                workers,
-                pin,
-            )
-        )
-        val_it = iter(
-            batch_loader(
-                val_data, self.state.epoch * self._val_iterations(), min(workers, 1), pin
-            )
-        )
+        train_it, val_it = self._loaders(common)
         self.log.log(
             f"training {run.trainer.name} {run.config.name} fold {run.fold}: "
             f"{len(run.train_cases)} train / {len(run.val_cases)} val cases, batch "
             f"{batch_size}, patch {tuple(run.config.patch_size)}, device {self.device}, "
-            f"{workers} loader workers, world size {self.info.world_size}"
+            f"{s.num_workers} loader workers, world size {self.info.world_size}"
         )
         while self.state.epoch < self.state.total_epochs:
             epoch, started = self.state.epoch, time.perf_counter()
@@ -352,18 +313,7 @@ class Loop:
             if s.time_budget_s is not None:
                 total = fit_epochs_to_budget(self.state.history, s.time_budget_s, s.epochs)
                 self.state.total_epochs = dist.broadcast_int(total, self.info)
-            self.log.log(
-                f"epoch {epoch}: lr {lr:.5f}, train loss {train_loss:.4f}, "
-                f"val loss {val_loss:.4f}, "
-                "pseudo Dice "
-                + " ".join(
-                    f"{n} {d:.4f}" for n, d in zip(self.spec.scored_names, dice, strict=True)
-                )
-                + f", EMA {ema:.4f}"
-                + _format_logs(train_logs)
-                + f", {seconds:.1f} s ({wait:.2f} s waiting for data), "
-                f"{self.state.total_epochs} epochs planned"
-            )
+            self._log_epoch(entry)
             best = ema > self.state.best_ema
             if best:
                 self.state.best_ema = ema
@@ -373,20 +323,37 @@ class Loop:
         with contextlib.suppress(Exception):
             del train_it, val_it
 
+    def _log_epoch(self, entry: dict[str, Any]) -> None:
+        scores = zip(self.spec.scored_names, entry["pseudo_dice"], strict=True)
+        dice = " ".join(f"{n} {d:.4f}" for n, d in scores)
+        self.log.log(
+            f"epoch {entry['epoch']}: lr {entry['lr']:.5f}, train loss {entry['train_loss']:.4f}, "
+            f"val loss {entry['val_loss']:.4f}, pseudo Dice {dice}, EMA {entry['ema_dice']:.4f}"
+            + format_logs(entry["train_logs"])
+            + f", {entry['epoch_time_s']:.1f} s ({entry['data_wait_s']:.2f} s waiting for data), "
+            f"{self.state.total_epochs} epochs planned"
+        )
+
+    def _loaders(self, common: dict[str, Any]) -> tuple[Any, Any]:
+        """Iterators over the training and validation batch streams, from where this run is."""
+        s, run = self.settings, self.run
+        train_data = PatchBatches(
+            case_ids=run.train_cases, stream="train", augment=s.augment, **common
+        )
+        val_data = PatchBatches(case_ids=run.val_cases, stream="val", augment=False, **common)
+        pin, workers = self.device_type == "cuda", s.num_workers
+        steps = self.state.iterations_per_epoch or s.iterations_per_epoch
+        train_it = iter(batch_loader(train_data, self.state.epoch * steps, workers, pin))
+        val_start = self.state.epoch * self._val_iterations()
+        val_it = iter(batch_loader(val_data, val_start, min(workers, 1), pin))
+        return train_it, val_it
+
 
 def _fields(obj: Any) -> dict[str, Any]:
     """A dataclass's fields as a dict (other objects: none)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return dataclasses.asdict(obj)
     return {}
-
-
-def _format_logs(logs: dict[str, float]) -> str:
-    """``", train dice 0.41, pairing_loss -0.83"``: the trainer's logs besides the loss."""
-    shown = {k: v for k, v in logs.items() if k != "loss"}
-    if not shown:
-        return ""
-    return ", train " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items())
 
 
 def train(run: TrainingRun, *, resume: bool = False, echo: bool = True) -> Path:
@@ -400,7 +367,7 @@ def train(run: TrainingRun, *, resume: bool = False, echo: bool = True) -> Path:
     folder = run.fold_folder
     final, latest = checkpoint_path(folder, "final"), checkpoint_path(folder, "latest")
     if loop.info.is_main:
-        write_run_files(run)
+        write_run_files(run, loop.train_config())
     if resume and (final.is_file() or latest.is_file()):
         loop.restore(final if final.is_file() else latest)
     elif resume:

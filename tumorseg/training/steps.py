@@ -66,3 +66,11 @@ class MeanLogs:
             key: self._sums[key] / self._counts[key] if self._counts[key] else math.nan
             for key in sorted(self._sums)
         }
+
+
+def format_logs(logs: Mapping[str, float]) -> str:
+    """``", train dice 0.4100, pairing_loss -0.8300"``: a trainer's logs besides the loss."""
+    shown = {k: v for k, v in logs.items() if k != "loss"}
+    if not shown:
+        return ""
+    return ", train " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items())

@@ -180,3 +180,28 @@ def test_a_label_dataset_trains_with_softmax_pseudo_dice(tiny_roots: Roots) -> N
     line = (run.fold_folder / "log.txt").read_text().splitlines()[-1]
     assert "pseudo Dice necrosis " in line
     assert " enhancing " in line
+
+
+def test_checkpoints_from_before_the_schedule_state_still_resume(tiny_roots: Roots) -> None:
+    from tumorseg.runs.checkpoint import save_checkpoint
+
+    values = {"epochs": 2, "iterations_per_epoch": 1, "val_iterations": 1, "num_workers": 0}
+    run = prepare_run(tiny_roots, "1", "3d_fullres", 0, loop_values=values)
+    first = Loop(run, echo=False)
+    first.state.total_epochs = 1
+    first.fit()
+    old = first.checkpoint()
+    # The earlier format: no schedule state, no pretrained record, no trainer logs.
+    del old["lr_schedule"]
+    del old["loop_state"]["pretrained"]
+    for entry in old["loop_state"]["history"]:
+        del entry["train_logs"], entry["val_logs"]
+    old["loop_state"]["total_epochs"] = 2
+    path = run.fold_folder / "checkpoint_old.pt"
+    save_checkpoint(path, old)
+    resumed = Loop(run, echo=False)
+    resumed.restore(path)
+    resumed.fit()
+    assert [h["epoch"] for h in resumed.state.history] == [0, 1]
+    resumed.log.plot()
+    assert (run.fold_folder / "progress.png").is_file()

@@ -75,7 +75,6 @@ def test_train_config_records_what_the_run_did(
     loop = config["loop"]
     history = load_checkpoint(checkpoint_path(fold, "final"))["loop_state"]["history"]
     epochs = len(history)
-    assert epochs >= 2
     assert loop["epochs"] == epochs
     assert 1 <= loop["iterations_per_epoch"] < 250
     assert steps["train"] == epochs * loop["iterations_per_epoch"]

@@ -44,6 +44,25 @@ Optional hooks (defaults in :mod:`tumorseg.trainers.hooks`)
 ``oversample_foreground``); a trainer's own numbers (e.g. an Adam learning rate) belong in its
 settings dataclass, so they are recorded and hashed with the run.
 
+Composed parts
+--------------
+
+Shared behaviour lives in functions and small objects, not in base classes:
+:class:`~tumorseg.trainers.segmentation.SegmentationLoss` (deep-supervised Dice + (B)CE; its
+``step`` builds the ``StepResult`` with a ``"dice"`` log) with its settings fields
+``SegmentationSettings`` (extend them in the trainer's settings dataclass), ``output_spec``,
+``network_in_channels``, the modality lookups of :mod:`tumorseg.trainers.channels`, the
+optimisers ``sgd_nesterov`` / ``adam``, the schedules ``PolySchedule`` / ``PlateauSchedule``,
+the sampling policy ``ForegroundOversampling`` and ``random_location``. A trainer whose loss
+adds a term, e.g. a correlation loss::
+
+    def training_step(self, network, batch):
+        out = network(batch["data"])
+        seg = self.loss(out.logits, batch["target"])
+        corr = correlation_loss(out.features)
+        return self.loss.step(out.logits, batch["target"], seg + 0.1 * corr,
+                              segmentation_loss=float(seg), correlation_loss=float(corr))
+
 Batches
 -------
 

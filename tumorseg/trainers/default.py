@@ -1,8 +1,10 @@
 """The default trainer: an nnU-Net-like U-Net from the plans with deep supervision.
 
 Sigmoid region outputs with Dice + BCE for datasets that declare regions (BraTS: whole tumour,
-tumour core, enhancing tumour), softmax outputs with Dice + CE otherwise. The optimiser (SGD,
-Nesterov, momentum 0.99), poly learning rate and epochs belong to the loop.
+tumour core, enhancing tumour), softmax outputs with Dice + CE otherwise (the shared
+:class:`~tumorseg.trainers.segmentation.SegmentationLoss`). It defines none of the contract's
+optional hooks, so it trains with the defaults: SGD Nesterov 0.99 + poly learning rate,
+nnU-Net's foreground oversampling, image and label only.
 """
 
 from __future__ import annotations

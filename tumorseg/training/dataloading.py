@@ -210,7 +210,7 @@ class PatchBatches(Dataset):
         if self.spatial_dims == 3:
             lower = [c - s // 2 for c, s in zip(centre, size, strict=True)]
             crop = crop_padded(case.data, lower, size)
-            image, present = crop[self.channels], crop
+            image, all_channels = crop[self.channels], crop
             seg = crop_padded(case.seg, lower, size)
             references = [
                 crop_padded(case.references[r.name], lower, size) for r in self.references
@@ -220,7 +220,7 @@ class PatchBatches(Dataset):
             slices = stacked_slices(centre[0], self.context, case.data.shape[1])
             # (C, 2K+1, Y, X) -> (C * (2K+1), Y, X): modality-major stacking.
             stack = np.stack([crop_padded(case.data[:, s], lower, size) for s in slices], axis=1)
-            image, present = stack[self.channels].reshape(-1, *size), stack[:, self.context]
+            image, all_channels = stack[self.channels].reshape(-1, *size), stack[:, self.context]
             seg = crop_padded(case.seg[:, centre[0]], lower, size)
             references = [
                 np.stack(
@@ -232,7 +232,7 @@ class PatchBatches(Dataset):
         label = seg[0]
         targets = [self._target_channel(case_id, case.properties, t.name) for t in self.targets]
         channels = [label, *(seg[t] for t in targets)]
-        channels += [region_mask(m.rule, present, label) for m in self.masks]
+        channels += [region_mask(m.rule, all_channels, label) for m in self.masks]
         floats = np.concatenate([image, *references]) if references else image
         return floats, np.stack(channels)
 

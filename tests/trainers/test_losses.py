@@ -7,9 +7,7 @@ import torch
 
 from tumorseg.trainers.deep_supervision import (
     deep_supervision_loss,
-    deep_supervision_scales,
     deep_supervision_weights,
-    downsample_target,
     resize_target,
 )
 from tumorseg.trainers.losses import (
@@ -100,18 +98,9 @@ def test_deep_supervision_weights() -> None:
     assert math.fsum(weights) == pytest.approx(1.0)
 
 
-def test_scales_follow_cumulative_strides() -> None:
-    strides = [(1, 1, 1), (1, 2, 2), (2, 2, 2), (2, 2, 2)]
-    assert deep_supervision_scales(strides) == [
-        (1.0, 1.0, 1.0),
-        (1.0, 0.5, 0.5),
-        (0.5, 0.25, 0.25),
-    ]
-
-
-def test_downsample_target_is_nearest_and_keeps_dtype() -> None:
+def test_target_resizing_is_nearest_and_keeps_dtype() -> None:
     target = torch.arange(16).reshape(1, 1, 4, 4)
-    full, half = downsample_target(target, [(1.0, 1.0), (0.5, 0.5)])
+    full, half = resize_target(target, (4, 4)), resize_target(target, (2, 2))
     assert torch.equal(full, target)
     # The voxel containing each coarse voxel's centre: indices 1 and 3 along each axis.
     assert torch.equal(half, torch.tensor([[[[5, 7], [13, 15]]]]))

@@ -80,7 +80,8 @@ def test_pairing_loss_enters_the_total_with_its_weight() -> None:
     batch = tiny_batch(context, 4)
     trainer = build_trainer("pairing", context, {"pairing_loss_weight": 0.5})
     network = trainer.build_network().train()
-    loss, logs = trainer.training_step(network, batch)
+    step = trainer.training_step(network, batch)
+    loss, logs = step.loss, step.logs
     assert -1 <= logs["pairing_loss"] <= 1
     expected = logs["segmentation_loss"] + 0.5 * logs["pairing_loss"]
     assert loss.item() == pytest.approx(expected, rel=1e-5)
@@ -89,7 +90,8 @@ def test_pairing_loss_enters_the_total_with_its_weight() -> None:
 def test_pairing_loss_weight_zero_disables_it() -> None:
     context = tiny_context("3d_fullres")
     trainer = build_trainer("pairing", context, {"pairing_loss_weight": "0"})
-    loss, logs = trainer.training_step(trainer.build_network().train(), tiny_batch(context, 4))
+    step = trainer.training_step(trainer.build_network().train(), tiny_batch(context, 4))
+    loss, logs = step.loss, step.logs
     assert "pairing_loss" not in logs
     assert loss.item() == pytest.approx(logs["segmentation_loss"], rel=1e-6)
 
@@ -99,7 +101,8 @@ def test_pairing_on_probabilities_uses_branch_heads() -> None:
     trainer = build_trainer("pairing", context, {"pairing_on": "probabilities"})
     network = trainer.build_network()
     assert network.branch_heads is not None
-    loss, logs = trainer.training_step(network.train(), tiny_batch(context, 4))
+    step = trainer.training_step(network.train(), tiny_batch(context, 4))
+    loss, logs = step.loss, step.logs
     assert torch.isfinite(loss)
     assert -1 <= logs["pairing_loss"] <= 1
 
@@ -171,7 +174,7 @@ def test_msf_uses_a_modality_subset(configuration: str) -> None:
     network = trainer.build_network()
     assert network.encoder[0][0].conv.in_channels == 2 * slices
     batch = tiny_batch(context, len(CHANNELS) * slices)
-    loss, _ = trainer.training_step(network.train(), batch)
+    loss = trainer.training_step(network.train(), batch).loss
     assert torch.isfinite(loss)
     network.eval()
     with torch.no_grad():

@@ -1,26 +1,43 @@
 """Contract suite run for EVERY registered trainer x every 2d / 2.5d / 3d_fullres it supports.
 
-A trainer added to ``TRAINERS`` is picked up automatically. The tiny contexts built here
-(``tiny_context``) are importable by other tests.
+A trainer added to ``TRAINERS`` is picked up automatically: its step gets a tiny batch with
+exactly the inputs it declares, its optional hooks (optimiser + schedule, sampling policy) are
+built and exercised. The same checks run on the probe trainer of ``tests.trainers.probe``,
+which declares one input of every kind. The tiny contexts built here (``tiny_context``) are
+importable by other tests.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
-from typing import Literal
+import pickle
+from collections.abc import Sequence
+from typing import Any, Literal
 
+import numpy as np
 import pytest
 import torch
 
+from tests.trainers.probe import build_probe
 from tumorseg.constants import Configuration, TrainerName
 from tumorseg.data.dataset_json import DatasetJson, brats_dataset_json
 from tumorseg.data.labels import LabelConvention
 from tumorseg.errors import TumorsegError
 from tumorseg.planning.plans import PLANS_SCHEMA_VERSION, ConfigurationPlan, NetworkTopology, Plans
 from tumorseg.trainers import TRAINERS, build_trainer, trainer_names
-from tumorseg.trainers.base import TrainerContext
+from tumorseg.trainers.base import StepResult, TrainerContext
+from tumorseg.trainers.hooks import declared_inputs, optimization_for, sampling_policy_for
+from tumorseg.trainers.inputs import (
+    BATCH_KEYS,
+    BatchInput,
+    ExtraTarget,
+    ReferenceImage,
+    check_inputs,
+)
 from tumorseg.trainers.settings import make_settings
+from tumorseg.training.config import LoopSettings
 
 CHANNELS = ["T1", "T1c", "T2", "FLAIR"]
 CONTRACT_CONFIGURATIONS = ("2d", "2.5d", "3d_fullres")
@@ -77,13 +94,27 @@ def tiny_context(configuration: str, dataset: DatasetJson | None = None) -> Trai
     return TrainerContext(plans, config, dataset, tuple(range(len(CHANNELS))))
 
 
-def tiny_batch(context: TrainerContext, in_channels: int, seed: int = 0) -> dict:
-    """``data (2, C_in, *patch)`` noise and a ``target (2, 1, *patch)`` with every label."""
+def tiny_batch(
+    context: TrainerContext, in_channels: int, seed: int = 0, inputs: Sequence[BatchInput] = ()
+) -> dict:
+    """``data (2, C_in, *patch)`` noise and a ``target (2, 1, *patch)`` with every label, plus
+    exactly the declared ``inputs`` with the shapes and dtypes the loader delivers."""
     generator = torch.Generator().manual_seed(seed)
     patch = context.configuration.patch_size
     data = torch.randn((2, in_channels, *patch), generator=generator)
     target = torch.randint(0, 4, (2, 1, *patch), generator=generator)
-    return {"data": data, "target": target}
+    batch: dict = {"data": data, "target": target}
+    slices = context.configuration.input_channels_per_modality
+    for spec in inputs:
+        key = BATCH_KEYS[type(spec)]
+        if isinstance(spec, ExtraTarget):
+            value = torch.randint(0, 2, (2, 1, *patch), generator=generator)
+        elif isinstance(spec, ReferenceImage):
+            value = torch.randn((2, spec.channels * slices, *patch), generator=generator)
+        else:
+            value = torch.rand((2, 1, *patch), generator=generator) > 0.5
+        batch.setdefault(key, {})[spec.name] = value
+    return batch
 
 
 CASES = [
@@ -116,17 +147,28 @@ def test_builds_forwards_and_learns(
     trainer = build_trainer(name.value, context)
     assert trainer.name == name.value
     assert trainer.output_activation == ("sigmoid" if dataset.has_regions else "softmax")
+    check_step_contract(trainer, context)
+
+
+def check_step_contract(trainer: Any, context: TrainerContext) -> None:
+    """Build, step on a batch with exactly the declared inputs, learn, predict."""
     network = trainer.build_network()
-    batch = tiny_batch(context, _in_channels(context))
+    inputs = declared_inputs(trainer)
+    check_inputs(inputs, context, trainer.name)
+    batch = tiny_batch(context, _in_channels(context), inputs=inputs)
     patch = context.configuration.patch_size
     k = len(trainer.output_names)
 
     network.train()
-    loss, logs = trainer.training_step(network, batch)
+    step = trainer.training_step(network, batch)
+    assert isinstance(step, StepResult)
+    loss, logs = step.loss, step.logs
     assert loss.ndim == 0
     assert torch.isfinite(loss)
     assert all(isinstance(v, float) for v in logs.values())
     assert logs["loss"] == pytest.approx(float(loss.detach()), rel=1e-5)
+    # The loop's pseudo-Dice reads these logits: full resolution, one channel per output.
+    assert step.logits.shape == (2, k, *patch)
 
     before = [p.detach().clone() for p in network.parameters()]
     optimizer = torch.optim.SGD(network.parameters(), lr=0.1, momentum=0.0)
@@ -139,8 +181,73 @@ def test_builds_forwards_and_learns(
     network.eval()
     with torch.no_grad():
         logits = trainer.predict_logits(network, batch["data"])
+        validation = trainer.training_step(network, batch)  # the loop's validation batches
     assert logits.shape == (2, k, *patch)
     assert torch.isfinite(logits).all()
+    assert validation.logits.shape == (2, k, *patch)
+    assert torch.isfinite(validation.loss)
+
+
+def check_hooks_contract(trainer: Any, context: TrainerContext) -> None:
+    """The optimiser covers the trainable weights and steps; the schedule gives a positive rate
+    and its state survives a ``weights_only`` round trip; the sampling policy is picklable and
+    answers with a centre the loader can use."""
+    network = trainer.build_network().train()
+    loop = LoopSettings()
+    optimization = optimization_for(trainer, network, loop)
+    optimised = {id(p) for g in optimization.optimizer.param_groups for p in g["params"]}
+    trainable = {id(p) for p in network.parameters() if p.requires_grad}
+    assert trainable <= optimised
+    schedule = optimization.schedule
+    assert schedule.lr(0, 10) > 0
+    schedule.end_epoch(0, {"train_loss": 1.0, "val_loss": 1.0, "mean_dice": 0.5, "ema_dice": 0.5})
+    buffer = io.BytesIO()
+    torch.save(schedule.state_dict(), buffer)
+    buffer.seek(0)
+    schedule.load_state_dict(torch.load(buffer, weights_only=True))
+    batch = tiny_batch(context, _in_channels(context), inputs=declared_inputs(trainer))
+    before = [p.detach().clone() for p in network.parameters()]
+    trainer.training_step(network, batch).loss.backward()
+    optimization.optimizer.step()
+    assert any(not torch.equal(a, p) for a, p in zip(before, network.parameters(), strict=True))
+    describe = optimization.describe()
+    assert describe["optimizer"] == type(optimization.optimizer).__name__
+    json.dumps(describe)
+
+    policy = pickle.loads(pickle.dumps(sampling_policy_for(trainer, loop)))
+    properties = {"class_locations": {"1": [[3, 4, 5]]}, "target_locations": {}}
+    rng = np.random.default_rng(0)
+    for sample in range(2):
+        centre = policy.centre(rng, sample, 2, properties)
+        assert centre is None or len(centre) == 3
+
+
+@pytest.mark.parametrize(("name", "configuration"), CASES)
+def test_optimisation_and_sampling_hooks(name: TrainerName, configuration: str) -> None:
+    context = tiny_context(configuration)
+    check_hooks_contract(build_trainer(name.value, context), context)
+
+
+@pytest.mark.parametrize("configuration", CONTRACT_CONFIGURATIONS)
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {"optimizer": "adam_plateau", "sampling": "lesion_slices"},
+        {"optimizer": "scaled_groups"},
+    ],
+)
+def test_the_suite_covers_declared_inputs_and_hooks(configuration: str, settings: dict) -> None:
+    # The probe declares an extra target, a reference image and a mask and uses each one, so
+    # the suite's batch must carry them (a missing one fails with KeyError).
+    dataset = brats_dataset_json(
+        CHANNELS, 4, LabelConvention.BRATS2023, targets={"recurrence": "recurrenceTr"}
+    )
+    context = tiny_context(configuration, dataset)
+    trainer = build_probe(context, settings)
+    assert {type(spec) for spec in declared_inputs(trainer)} == set(BATCH_KEYS)
+    check_step_contract(trainer, context)
+    check_hooks_contract(trainer, context)
 
 
 @pytest.mark.parametrize(("name", "configuration"), CASES)
@@ -226,7 +333,8 @@ def test_default_loss_is_fp32_under_autocast() -> None:
     trainer = build_trainer("default", context)
     network = trainer.build_network().train()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss, logs = trainer.training_step(network, tiny_batch(context, 4))
+        step = trainer.training_step(network, tiny_batch(context, 4))
+        loss, logs = step.loss, step.logs
     assert loss.dtype == torch.float32
     assert torch.isfinite(loss)
     assert set(logs) == {"loss", "dice"}

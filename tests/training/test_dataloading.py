@@ -7,6 +7,8 @@ import pytest
 
 from tests.training.tiny_preprocessed import tiny_configuration
 from tumorseg.preprocessing.storage import write_case
+from tumorseg.trainers.inputs import ExtraTarget
+from tumorseg.trainers.sampling import ForegroundOversampling
 from tumorseg.training.dataloading import PatchBatches, batch_loader, crop_padded, stacked_slices
 
 
@@ -29,20 +31,34 @@ def sparse_case(tmp_path: Path) -> Path:
 def test_foreground_oversampling_rate(sparse_case: Path) -> None:
     config = tiny_configuration("3d_fullres", patch=8, batch_size=3)
     batches = PatchBatches(
-        sparse_case, ["c0"], config, [0, 1], batch_size=3, oversample_foreground=0.33, augment=False
+        sparse_case,
+        ["c0"],
+        config,
+        [0, 1],
+        batch_size=3,
+        sampling=ForegroundOversampling(0.33),
+        augment=False,
     )
     hits = np.array([[(batches[i]["target"][b] > 0).any() for b in range(3)] for i in range(40)])
     assert hits[:, 2].all()  # the forced third always holds foreground
     assert hits[:, :2].mean() < 0.2  # the blob fills 8 of 64000 voxels: random patches rarely hit
     none = PatchBatches(
-        sparse_case, ["c0"], config, [0, 1], batch_size=3, oversample_foreground=0.0, augment=False
+        sparse_case,
+        ["c0"],
+        config,
+        [0, 1],
+        batch_size=3,
+        sampling=ForegroundOversampling(0.0),
+        augment=False,
     )
     assert np.mean([(none[i]["target"] > 0).any() for i in range(40)]) < hits[:, 2].mean()
 
 
 def test_extra_targets_and_shapes(sparse_case: Path) -> None:
     config = tiny_configuration("3d_fullres", patch=8, batch_size=2)
-    batch = PatchBatches(sparse_case, ["c0"], config, [1], batch_size=2)[5]
+    batch = PatchBatches(
+        sparse_case, ["c0"], config, [1], batch_size=2, inputs=(ExtraTarget("recurrence"),)
+    )[5]
     assert batch["data"].shape == (2, 1, 8, 8, 8)
     assert batch["target"].shape == (2, 1, 8, 8, 8)
     assert batch["targets"]["recurrence"].shape == (2, 1, 8, 8, 8)
@@ -70,7 +86,13 @@ def test_two_and_a_half_d_stacking(tmp_path: Path) -> None:
     _write(tmp_path, data, seg, {"1": [[0, 4, 4]]})
     config = tiny_configuration("2.5d", patch=8, batch_size=1)
     batches = PatchBatches(
-        tmp_path, ["c0"], config, [2, 0], batch_size=1, oversample_foreground=1.0, augment=False
+        tmp_path,
+        ["c0"],
+        config,
+        [2, 0],
+        batch_size=1,
+        sampling=ForegroundOversampling(1.0),
+        augment=False,
     )
     image = batches[0]["data"][0]
     assert image.shape == (6, 8, 8)  # 2 modalities x 3 slices, modality-major

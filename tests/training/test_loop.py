@@ -133,3 +133,75 @@ def test_short_time_budget_shortens_epochs_so_the_schedule_decays(tiny_roots: Ro
     assert 1 <= steps < 250
     assert len(loop.state.history) >= 2
     assert loop.state.history[-1]["lr"] < loop.state.history[0]["lr"]
+
+
+def test_progress_plot_draws_the_trainers_own_logs(tmp_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tumorseg.training.progress import ProgressLog
+
+    entry = {"epoch": 0, "train_loss": 1.0, "val_loss": 1.0, "pseudo_dice": [0.5], "ema_dice": 0.5}
+    entry |= {"lr": 0.01, "epoch_time_s": 1.0, "data_wait_s": 0.1}
+    history = [
+        {
+            **entry,
+            "epoch": e,
+            "train_logs": {"loss": 1.0, "pairing_loss": -0.5 - e / 10},
+            "val_logs": {"loss": 1.0, "dice": 0.4},
+        }
+        for e in range(3)
+    ]
+    log = ProgressLog(tmp_path, history=history, echo=False)
+    figure, axis = plt.subplots()
+    log._plot_trainer_logs(axis, [0, 1, 2])
+    curves = {line.get_label(): list(line.get_ydata()) for line in axis.get_lines()}
+    plt.close(figure)
+    assert curves == {"train pairing_loss": [-0.5, -0.6, -0.7], "val dice": [0.4, 0.4, 0.4]}
+    log.plot()
+    assert (tmp_path / "progress.png").stat().st_size > 0
+
+
+def test_a_label_dataset_trains_with_softmax_pseudo_dice(tiny_roots: Roots) -> None:
+    from tumorseg.data.dataset_json import DatasetJson
+
+    path = tiny_roots.preprocessed / "Dataset001_Tiny" / "dataset.json"
+    regions = DatasetJson.read(path)
+    labels = {"background": 0, "necrosis": 1, "edema": 2, "enhancing": 3}
+    DatasetJson(**{**regions.__dict__, "labels": labels}).write(path)
+    values = {"epochs": 1, "iterations_per_epoch": 1, "val_iterations": 1, "num_workers": 0}
+    run = prepare_run(tiny_roots, "1", "3d_fullres", 0, loop_values=values)
+    assert run.trainer.output_activation == "softmax"
+    loop = Loop(run, echo=False)
+    loop.fit()
+    assert len(loop.state.history[0]["pseudo_dice"]) == 3  # one per foreground label
+    line = (run.fold_folder / "log.txt").read_text().splitlines()[-1]
+    assert "pseudo Dice necrosis " in line
+    assert " enhancing " in line
+
+
+def test_checkpoints_from_before_the_schedule_state_still_resume(tiny_roots: Roots) -> None:
+    from tumorseg.runs.checkpoint import save_checkpoint
+
+    values = {"epochs": 2, "iterations_per_epoch": 1, "val_iterations": 1, "num_workers": 0}
+    run = prepare_run(tiny_roots, "1", "3d_fullres", 0, loop_values=values)
+    first = Loop(run, echo=False)
+    first.state.total_epochs = 1
+    first.fit()
+    old = first.checkpoint()
+    # The earlier format: no schedule state, no pretrained record, no trainer logs.
+    del old["lr_schedule"]
+    del old["loop_state"]["pretrained"]
+    for entry in old["loop_state"]["history"]:
+        del entry["train_logs"], entry["val_logs"]
+    old["loop_state"]["total_epochs"] = 2
+    path = run.fold_folder / "checkpoint_old.pt"
+    save_checkpoint(path, old)
+    resumed = Loop(run, echo=False)
+    resumed.restore(path)
+    resumed.fit()
+    assert [h["epoch"] for h in resumed.state.history] == [0, 1]
+    resumed.log.plot()
+    assert (run.fold_folder / "progress.png").is_file()

@@ -114,6 +114,9 @@ def train(
         from tumorseg.errors import bad_file
 
         raise bad_file(pretrained, "checkpoint not found", "check the --pretrained path")
+    if pretrained is not None:
+        # Absolute, so the run's identity does not depend on the working directory.
+        loop_values["pretrained"] = str(pretrained.resolve())
     run = prepare_run(
         roots(raw, preprocessed, results),
         dataset,
@@ -126,7 +129,7 @@ def train(
     )
     from tumorseg.training.loop import train as train_run
 
-    folder = train_run(run, resume=resume, pretrained=pretrained)
+    folder = train_run(run, resume=resume)
     typer.echo(f"trained: {folder}")
 
 

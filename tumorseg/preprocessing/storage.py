@@ -11,6 +11,11 @@ A case ``CASE`` in a configuration's data folder is three files::
 
 ``CASE.json`` is written last, so its presence marks a finished case: a killed run leaves at
 most orphan ``.npy`` files that the next run overwrites.
+
+Reference images that a trainer declares (e.g. a pseudo-healthy T1, computed once after
+preprocessing) live beside the cases, one folder per reference name, on the same grid::
+
+    references/<name>/CASE.npy   float32 (C_ref, Z, Y, X)
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ import numpy as np
 
 from tumorseg.errors import bad_file
 from tumorseg.utils.atomic import atomic_path, write_text
+
+#: Folder (inside a configuration's data folder) of the reference images, one sub-folder each.
+REFERENCES_FOLDER = "references"
 
 
 def write_case(
@@ -89,3 +97,44 @@ def list_cases(folder: Path) -> list[str]:
         for p in folder.glob("*.json")
         if not p.name.startswith(".") and is_complete(folder, p.stem)
     )
+
+
+def reference_path(folder: Path, case_id: str, name: str) -> Path:
+    """``folder/references/<name>/CASE.npy``: where reference image ``name`` of a case lives."""
+    return folder / REFERENCES_FOLDER / name / f"{case_id}.npy"
+
+
+def write_reference(folder: Path, case_id: str, name: str, image: np.ndarray) -> Path:
+    """Write reference image ``name`` (``(C_ref, Z, Y, X)``) of a case atomically; returns its
+    path."""
+    if image.ndim != 4:
+        raise ValueError(f"reference images are (C, Z, Y, X), got shape {image.shape}")
+    path = reference_path(folder, case_id, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        np.save(tmp, np.ascontiguousarray(image, dtype=np.float32), allow_pickle=False)
+    return path
+
+
+def read_reference(
+    folder: Path, case_id: str, name: str, shape: tuple[int, ...], hint: str, mmap: bool = True
+) -> np.ndarray:
+    """Reference image ``name`` of a case, ``(C_ref, *shape)`` float32; memory-mapped by default.
+
+    A missing, unreadable or misshapen file is a one-line error naming it, ``hint`` saying how to
+    (re)compute it.
+    """
+    path = reference_path(folder, case_id, name)
+    if not path.is_file():
+        raise bad_file(path, f"reference image {name!r} of case {case_id} not found", hint)
+    try:
+        image = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError):
+        raise bad_file(path, "corrupt reference image", hint) from None
+    if image.ndim != 4 or tuple(image.shape[1:]) != tuple(shape):
+        raise bad_file(
+            path,
+            f"reference image has shape {tuple(image.shape)}, the case {tuple(shape)} per channel",
+            hint,
+        )
+    return image

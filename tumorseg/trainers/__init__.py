@@ -1,15 +1,19 @@
 """Trainer registry: an explicit dict from :class:`TrainerName` to trainer class.
 
 A registered trainer class follows the :class:`~tumorseg.trainers.base.Trainer`
-protocol and additionally declares
+protocol (the contract, documented in :mod:`tumorseg.trainers.base`) and additionally declares
 
 - ``settings_class: ClassVar[type]``: a frozen dataclass, every field with a default;
 - ``supported_configurations: ClassVar[tuple[str, ...]]``;
 - ``loop_defaults: ClassVar[dict[str, Any]]`` (may be empty): loop settings it prefers;
-- ``__init__(self, context: TrainerContext, settings)`` taking an instance of ``settings_class``.
+- ``__init__(self, context: TrainerContext, settings)`` taking an instance of ``settings_class``;
+
+and may define the optional hooks of :mod:`tumorseg.trainers.hooks` (declared batch inputs,
+optimiser and schedule, patch sampling).
 
 Adding a trainer = one file in this package + one line in :data:`TRAINERS`; the contract tests
-(``tests/training/test_trainer_contract.py``) then cover it automatically.
+(``tests/trainers/test_trainer_contract.py``) then cover it automatically, declared inputs and
+hooks included.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from tumorseg.constants import TrainerName
 from tumorseg.errors import TumorsegError
 from tumorseg.trainers.base import Trainer, TrainerContext
 from tumorseg.trainers.default import DefaultSettings, DefaultTrainer
+from tumorseg.trainers.hooks import declared_inputs
+from tumorseg.trainers.inputs import check_inputs
 from tumorseg.trainers.msf import MSFTrainer
 from tumorseg.trainers.pairing import PairingTrainer
 from tumorseg.trainers.settings import make_settings
@@ -51,7 +57,8 @@ def build_trainer(
     """Build trainer ``name`` for ``context`` with ``settings`` (defaults for missing keys).
 
     Raises ``TumorsegError`` (one line) for an unknown trainer, unknown or invalid setting keys
-    (listing the valid ones) and a configuration the trainer does not support.
+    (listing the valid ones), a configuration the trainer does not support and a declared extra
+    target the dataset does not have.
     """
     cls = trainer_class(name)
     config = context.configuration.name
@@ -61,6 +68,7 @@ def build_trainer(
             f"use one of: {', '.join(cls.supported_configurations)}"
         )
     trainer: Trainer = cls(context, make_settings(cls.name, cls.settings_class, settings))
+    check_inputs(declared_inputs(trainer), context, cls.name)
     return trainer
 
 

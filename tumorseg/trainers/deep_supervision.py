@@ -2,7 +2,8 @@
 
 A network with deep supervision returns logits at full resolution and at each coarser decoder
 stage (full resolution first). Output ``i`` lives at the resolution of encoder stage ``i``, i.e.
-downsampled by the cumulative product of ``topology.strides[: i + 1]``.
+downsampled by the cumulative product of ``topology.strides[: i + 1]``; the target is resized to
+each output's actual shape, so no scale bookkeeping is needed.
 
 Target downsampling uses nearest-neighbour ("nearest-exact": the voxel nearest to each output
 voxel's centre), as nnU-Net does, rather than max-pooling. Nearest keeps each coarse target an
@@ -18,28 +19,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-
-
-def deep_supervision_scales(
-    strides: Sequence[Sequence[int]], n_outputs: int | None = None
-) -> list[tuple[float, ...]]:
-    """Per-axis scale of each output relative to the input, full resolution first.
-
-    Args:
-        strides: ``topology.strides`` (stage 0 is all ones).
-        n_outputs: number of network outputs (default ``len(strides) - 1``, one per decoder
-            stage).
-
-    Returns:
-        e.g. ``[(1.0, 1.0), (0.5, 0.5), (0.25, 0.25)]`` for strides ``[(1,1), (2,2), (2,2), ...]``.
-    """
-    n = len(strides) - 1 if n_outputs is None else n_outputs
-    scales = []
-    factor = [1] * len(strides[0])
-    for stage in range(n):
-        factor = [f * s for f, s in zip(factor, strides[stage], strict=True)]
-        scales.append(tuple(1.0 / f for f in factor))
-    return scales
 
 
 def deep_supervision_weights(n: int) -> list[float]:
@@ -73,20 +52,6 @@ def resize_target(target: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
         index = ((torch.arange(m, device=target.device) + 0.5) * (n / m)).floor().long()
         out = out.index_select(axis + 2, index.clamp_(max=n - 1))
     return out
-
-
-def downsample_target(
-    target: torch.Tensor, scales: Sequence[Sequence[float]]
-) -> list[torch.Tensor]:
-    """One target per scale: ``(B, C, *S) -> [(B, C, *round(S * scale)), ...]`` (nearest-exact).
-
-    ``scales`` as returned by :func:`deep_supervision_scales`.
-    """
-    spatial = target.shape[2:]
-    return [
-        resize_target(target, [max(1, round(n * s)) for n, s in zip(spatial, scale, strict=True)])
-        for scale in scales
-    ]
 
 
 def deep_supervision_loss(

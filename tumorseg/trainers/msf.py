@@ -12,8 +12,9 @@ them. For 2.5d each chosen modality brings its ``2K + 1`` slices.
 
 Loss: Dice + BCE on sigmoid regions (BraTS) or Dice + CE on softmax labels, as the default
 trainer. Deep supervision is off by default because the paper's U-Net has none; it is a setting.
-The paper trains with Adam for 200 iterations; tumorseg keeps the loop's SGD + poly schedule so
-that MSF is compared with the default trainer under one optimiser.
+The paper trains with Adam for 200 iterations; this trainer defines no optimisation hook, so it
+trains with the contract's default SGD + poly schedule and MSF is compared with the default
+trainer under one optimiser.
 
 Choices the paper leaves open (each a setting, see :mod:`tumorseg.networks.msf`): attention
 input ``msf_attention_input`` (``"merge"`` = the fused ``p1*x + p2*y + p3``, default, or
@@ -30,23 +31,23 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
-from tumorseg.constants import Configuration, TrainerName
+from tumorseg.constants import TrainerName
 from tumorseg.networks import build_network
 from tumorseg.networks.msf_unet import MSFUNet
-from tumorseg.trainers.base import Batch, TrainerContext
+from tumorseg.trainers.base import Batch, StepResult, TrainerContext
 from tumorseg.trainers.channels import input_indices, modality_positions, parse_modalities
 from tumorseg.trainers.segmentation import (
+    SegmentationLoss,
+    SegmentationSettings,
     full_resolution,
-    mean_pseudo_dice,
     output_spec,
-    segmentation_loss,
 )
-from tumorseg.trainers.settings import check_loss_weights
 
 
 @dataclass(frozen=True)
-class MSFSettings:
-    """Settings of the msf trainer (written to ``train_config.json``)."""
+class MSFSettings(SegmentationSettings):
+    """Settings of the msf trainer (written to ``train_config.json``); the loss settings
+    (``batch_dice``, ``dice_weight``, ``ce_weight``, ``smooth``) are the segmentation loss's."""
 
     # Modalities fed to the network, comma-separated (paper: "T1c,FLAIR"); "" = all channels.
     modalities: str = ""
@@ -64,22 +65,13 @@ class MSFSettings:
     msf_p3_init: float = 0.0
     # Deep supervision on the decoder stages (the paper's U-Net has none).
     deep_supervision: bool = False
-    # Pool the batch into one Dice per output; None = batch Dice (2d slices, as nnU-Net).
-    batch_dice: bool | None = None
-    # Loss weights of Dice and (B)CE, as the default trainer.
-    dice_weight: float = 1.0
-    ce_weight: float = 1.0
-    # Dice smoothing: keeps the loss defined on patches without foreground.
-    smooth: float = 1e-5
 
     def __post_init__(self) -> None:
-        check_loss_weights(self.dice_weight, self.ce_weight)
+        super().__post_init__()
         if self.msf_reduction < 1:
             raise ValueError("msf_reduction must be >= 1")
         if self.msf_spatial_kernel < 1 or self.msf_spatial_kernel % 2 == 0:
             raise ValueError("msf_spatial_kernel must be a positive odd number")
-        if self.smooth < 0:
-            raise ValueError("smooth must be >= 0")
         parse_modalities(self.modalities, TrainerName.MSF.value, "modalities")
 
 
@@ -109,15 +101,7 @@ class MSFTrainer:
             None if indices == tuple(range(len(context.channels) * slices)) else indices
         )
         self.in_channels = len(indices)
-
-    @property
-    def batch_dice(self) -> bool:
-        if self.settings.batch_dice is not None:
-            return bool(self.settings.batch_dice)
-        return self.context.configuration.configuration in (
-            Configuration.TWO_D,
-            Configuration.TWO_HALF_D,
-        )
+        self.loss = SegmentationLoss.for_trainer(context, self.spec, self.settings)
 
     def build_network(self) -> nn.Module:
         """MU-Net (or the plain U-Net with ``use_msf=False``) on the chosen channels."""
@@ -150,24 +134,9 @@ class MSFTrainer:
         index = torch.tensor(self.input_indices, device=images.device)
         return images.index_select(1, index)
 
-    def training_step(
-        self, network: nn.Module, batch: Batch
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    def training_step(self, network: nn.Module, batch: Batch) -> StepResult:
         """Loss of ``batch["data"] (B, C_run, X, Y)`` against ``batch["target"] (B, 1, X, Y)``."""
-        s = self.settings
-        target = batch["target"]
-        outputs = network(self.select_inputs(batch["data"]))
-        loss = segmentation_loss(
-            outputs,
-            target,
-            self.spec,
-            batch_dice=self.batch_dice,
-            smooth=s.smooth,
-            dice_weight=s.dice_weight,
-            ce_weight=s.ce_weight,
-        )
-        dice = mean_pseudo_dice(full_resolution(outputs), target, self.spec)
-        return loss, {"loss": float(loss.detach()), "dice": dice}
+        return self.loss.step(network(self.select_inputs(batch["data"])), batch["target"])
 
     def predict_logits(self, network: nn.Module, images: torch.Tensor) -> torch.Tensor:
         """``(B, C_run, X, Y) -> (B, K, X, Y)`` full-resolution logits (either mode)."""

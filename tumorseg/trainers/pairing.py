@@ -42,13 +42,13 @@ from torch import nn
 
 from tumorseg.constants import TrainerName
 from tumorseg.networks.pairing import ModalityPairingNet, PairingOutput
-from tumorseg.trainers.base import Batch, TrainerContext
+from tumorseg.trainers.base import Batch, StepResult, TrainerContext
 from tumorseg.trainers.channels import modality_positions, parse_modalities
 from tumorseg.trainers.segmentation import (
+    SegmentationLoss,
+    SegmentationSettings,
     full_resolution,
-    mean_pseudo_dice,
     output_spec,
-    segmentation_loss,
 )
 
 #: Paper: 20 warm-up epochs of 1000.
@@ -82,8 +82,11 @@ def modality_pairing_loss(
 
 
 @dataclass(frozen=True)
-class PairingSettings:
-    """Settings of the pairing trainer (written to ``train_config.json``)."""
+class PairingSettings(SegmentationSettings):
+    """Settings of the pairing trainer (written to ``train_config.json``); ``dice_weight``
+    (lambda_1), ``ce_weight`` (lambda_2), ``batch_dice`` (None = per-sample Dice, as for 3d in
+    nnU-Net), ``smooth`` and ``deep_supervision`` (on the fused outputs of every decoder stage,
+    as in the paper) are the segmentation loss's."""
 
     # Modalities of branch A / B, comma-separated names (paper: FLAIR+T2 for the edema
     # contrast, T1+T1c for core and enhancement).
@@ -93,30 +96,21 @@ class PairingSettings:
     cross_connections: bool = True
     # Per-branch features relative to the plan (0.5: two branches ~ one U-Net's memory).
     feature_scale: float = 0.5
-    # Deep supervision on the fused outputs of every decoder stage (paper: yes).
-    deep_supervision: bool = True
-    # Pool the batch into one Dice per output; None = per-sample Dice, as for 3d in nnU-Net.
-    batch_dice: bool | None = None
-    # Loss weights lambda_1 (Dice), lambda_2 (CE/BCE), lambda_3 (pairing), paper: 1, 1, 0.5.
-    dice_weight: float = 1.0
-    ce_weight: float = 1.0
+    # Loss weight lambda_3 of the pairing loss (paper: 0.5, with lambda_1 = lambda_2 = 1).
     pairing_loss_weight: float = 0.5
     # What the pairing loss correlates: final branch features or per-branch probabilities.
     pairing_on: Literal["features", "probabilities"] = "features"
-    # Dice smoothing: keeps the loss defined on patches without foreground.
-    smooth: float = 1e-5
     # Post-processing preset: ET smaller than this (voxels) becomes necrosis.
     et_threshold: int = 200
 
     def __post_init__(self) -> None:
-        if min(self.dice_weight, self.ce_weight, self.pairing_loss_weight) < 0:
-            raise ValueError("loss weights must be >= 0")
-        if self.dice_weight + self.ce_weight == 0:
-            raise ValueError("dice_weight and ce_weight must not both be 0")
+        super().__post_init__()
+        if self.pairing_loss_weight < 0:
+            raise ValueError("pairing_loss_weight must be >= 0")
         if not 0 < self.feature_scale <= 4:
             raise ValueError("feature_scale must be in (0, 4]")
-        if self.et_threshold < 0 or self.smooth < 0:
-            raise ValueError("et_threshold and smooth must be >= 0")
+        if self.et_threshold < 0:
+            raise ValueError("et_threshold must be >= 0")
         branch_a = parse_modalities(self.branch_a, TrainerName.PAIRING.value, "branch_a")
         branch_b = parse_modalities(self.branch_b, TrainerName.PAIRING.value, "branch_b")
         if not branch_a or not branch_b:
@@ -144,6 +138,7 @@ class PairingTrainer:
             self._positions("branch_a", self.settings.branch_a),
             self._positions("branch_b", self.settings.branch_b),
         )
+        self.loss = SegmentationLoss.for_trainer(context, self.spec, self.settings)
 
     def build_network(self) -> nn.Module:
         """The two-branch network; inputs are ``(B, len(context.channels), X, Y, Z)``."""
@@ -158,9 +153,7 @@ class PairingTrainer:
             branch_heads=s.pairing_on == "probabilities" and s.pairing_loss_weight > 0,
         )
 
-    def training_step(
-        self, network: nn.Module, batch: Batch
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    def training_step(self, network: nn.Module, batch: Batch) -> StepResult:
         """Loss of ``batch["data"] (B, C, X, Y, Z)`` against ``batch["target"] (B, 1, X, Y, Z)``.
 
         Logs ``loss``, ``dice`` (pseudo-Dice of the fused full-resolution output),
@@ -173,24 +166,14 @@ class PairingTrainer:
         output = network(batch["data"])
         branches = output if isinstance(output, PairingOutput) else None
         logits = branches.logits if branches is not None else [full_resolution(output)]
-        seg = segmentation_loss(
-            logits,
-            target,
-            self.spec,
-            batch_dice=bool(s.batch_dice),
-            smooth=s.smooth,
-            dice_weight=s.dice_weight,
-            ce_weight=s.ce_weight,
-        )
+        seg = self.loss(logits, target)
         loss = seg
         logs = {"segmentation_loss": float(seg.detach())}
         if branches is not None and s.pairing_loss_weight > 0:
             pairing = modality_pairing_loss(*self._pairing_tensors(branches))
             loss = seg + s.pairing_loss_weight * pairing
             logs["pairing_loss"] = float(pairing.detach())
-        logs["loss"] = float(loss.detach())
-        logs["dice"] = mean_pseudo_dice(logits[0], target, self.spec)
-        return loss, logs
+        return self.loss.step(logits, target, loss, **logs)
 
     def predict_logits(self, network: nn.Module, images: torch.Tensor) -> torch.Tensor:
         """``(B, C, X, Y, Z) -> (B, K, X, Y, Z)`` fused full-resolution logits (either mode)."""

@@ -3,7 +3,8 @@
 A dataset whose ``dataset.json`` declares regions (list-valued labels, e.g. BraTS whole tumour /
 tumour core / enhancing tumour) is trained with one sigmoid output per region and Dice + BCE;
 a plain label dataset with one softmax output per label value and Dice (foreground) + CE.
-Trainers compose these functions instead of inheriting from each other.
+Trainers compose :class:`SegmentationLoss` (and extend :class:`SegmentationSettings`) instead of
+inheriting from each other.
 """
 
 from __future__ import annotations
@@ -12,18 +13,18 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
 
+from tumorseg.constants import Configuration
 from tumorseg.data.dataset_json import DatasetJson
 from tumorseg.errors import TumorsegError
+from tumorseg.trainers.base import StepResult, TrainerContext
 from tumorseg.trainers.deep_supervision import deep_supervision_loss
 from tumorseg.trainers.losses import dice_bce_region_loss, dice_ce_loss, labels_to_regions
 from tumorseg.trainers.metrics import pseudo_dice
-
-if TYPE_CHECKING:
-    from tumorseg.trainers.base import TrainerContext
+from tumorseg.trainers.settings import check_loss_weights
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,11 @@ class OutputSpec:
     @property
     def n_outputs(self) -> int:
         return len(self.names)
+
+    @property
+    def scored_names(self) -> tuple[str, ...]:
+        """One name per entry of ``regions`` (softmax: the foreground labels' names)."""
+        return self.names if self.activation == "sigmoid" else self.names[1:]
 
 
 def output_spec(dataset: DatasetJson) -> OutputSpec:
@@ -76,49 +82,111 @@ def full_resolution(output: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tens
     return output if isinstance(output, torch.Tensor) else output[0]
 
 
-def segmentation_loss(
-    outputs: torch.Tensor | Sequence[torch.Tensor],
-    target: torch.Tensor,
-    spec: OutputSpec,
-    *,
-    batch_dice: bool,
-    smooth: float,
-    dice_weight: float,
-    ce_weight: float,
-    weights: Sequence[float] | None = None,
-) -> torch.Tensor:
+@dataclass(frozen=True)
+class SegmentationSettings:
+    """Settings of the deep-supervised segmentation loss, shared by the segmentation trainers.
+
+    A trainer's settings class extends this one (its fields stay flat, so ``--set dice_weight=2``
+    works for every trainer) and may override a default, e.g. ``deep_supervision``.
+    """
+
+    # Loss on every decoder stage (weights 1/2^i, coarsest excluded): gradients reach the deep
+    # layers directly, which speeds up and stabilises training.
+    deep_supervision: bool = True
+    # Pool the batch into one Dice per output. None follows nnU-Net: batch Dice for 2d/2.5d
+    # (single slices often hold little foreground, so per-slice Dice is noisy), per-sample
+    # Dice for 3d.
+    batch_dice: bool | None = None
+    # Weight of the soft Dice term, which counters class imbalance (tumour is a few % of voxels).
+    dice_weight: float = 1.0
+    # Weight of the (binary) cross-entropy term, which gives well-calibrated voxel-wise gradients.
+    ce_weight: float = 1.0
+    # Dice smoothing: keeps the loss defined on patches without foreground.
+    smooth: float = 1e-5
+
+    def __post_init__(self) -> None:
+        check_loss_weights(self.dice_weight, self.ce_weight)
+        if self.smooth < 0:
+            raise ValueError("smooth must be >= 0")
+
+
+@dataclass(frozen=True)
+class SegmentationLoss:
     """Deep-supervised Dice + BCE (sigmoid regions) or Dice + CE (softmax labels).
 
-    Args:
-        outputs: ``(B, K, *S)`` logits or a list of them, full resolution first.
-        target: ``(B, 1, *S)`` integer label map (internal labels).
-        spec: see :func:`output_spec`.
-        weights: per-output weights (default nnU-Net's, see ``deep_supervision_weights``).
-        ce_weight: weight of the BCE (sigmoid) or CE (softmax) term.
-
-    Returns:
-        scalar float32 tensor.
+    The one segmentation loss of the default, msf and pairing trainers. Build it with
+    :meth:`for_trainer`; call it on network outputs; :meth:`step` turns outputs into the
+    trainer's :class:`~tumorseg.trainers.base.StepResult`.
     """
-    if spec.activation == "sigmoid":
+
+    spec: OutputSpec
+    batch_dice: bool
+    smooth: float
+    dice_weight: float
+    ce_weight: float
+
+    @classmethod
+    def for_trainer(
+        cls, context: TrainerContext, spec: OutputSpec, settings: SegmentationSettings
+    ) -> SegmentationLoss:
+        """The loss of ``settings``, ``batch_dice=None`` resolved by the configuration."""
+        batch_dice = settings.batch_dice
+        if batch_dice is None:
+            batch_dice = context.configuration.configuration in (
+                Configuration.TWO_D,
+                Configuration.TWO_HALF_D,
+            )
+        s = settings
+        return cls(spec, bool(batch_dice), s.smooth, s.dice_weight, s.ce_weight)
+
+    def __call__(
+        self,
+        outputs: torch.Tensor | Sequence[torch.Tensor],
+        target: torch.Tensor,
+        weights: Sequence[float] | None = None,
+    ) -> torch.Tensor:
+        """Scalar float32 loss.
+
+        Args:
+            outputs: ``(B, K, *S)`` logits or a list of them, full resolution first.
+            target: ``(B, 1, *S)`` integer label map (internal labels).
+            weights: per-output weights (default nnU-Net's, see ``deep_supervision_weights``).
+        """
+        if self.spec.activation == "sigmoid":
+            loss_fn = partial(
+                dice_bce_region_loss,
+                batch_dice=self.batch_dice,
+                smooth=self.smooth,
+                dice_weight=self.dice_weight,
+                bce_weight=self.ce_weight,
+            )
+            # Regions are computed once at full resolution and resized as float maps.
+            return deep_supervision_loss(
+                loss_fn, outputs, labels_to_regions(target, self.spec.regions), weights
+            )
         loss_fn = partial(
-            dice_bce_region_loss,
-            batch_dice=batch_dice,
-            smooth=smooth,
-            dice_weight=dice_weight,
-            bce_weight=ce_weight,
+            dice_ce_loss,
+            batch_dice=self.batch_dice,
+            smooth=self.smooth,
+            dice_weight=self.dice_weight,
+            ce_weight=self.ce_weight,
         )
-        # Regions are computed once at full resolution and resized as float maps.
-        return deep_supervision_loss(
-            loss_fn, outputs, labels_to_regions(target, spec.regions), weights
-        )
-    loss_fn = partial(
-        dice_ce_loss,
-        batch_dice=batch_dice,
-        smooth=smooth,
-        dice_weight=dice_weight,
-        ce_weight=ce_weight,
-    )
-    return deep_supervision_loss(loss_fn, outputs, target, weights)
+        return deep_supervision_loss(loss_fn, outputs, target, weights)
+
+    def step(
+        self,
+        outputs: torch.Tensor | Sequence[torch.Tensor],
+        target: torch.Tensor,
+        loss: torch.Tensor | None = None,
+        **logs: float,
+    ) -> StepResult:
+        """The step result of ``outputs``: ``loss`` (default: this loss of ``outputs``), their
+        full-resolution logits, and ``logs`` plus ``"dice"`` (mean pseudo-Dice of the batch over
+        the outputs present in prediction or target; NaN when none is)."""
+        logits = full_resolution(outputs)
+        total = self(outputs, target) if loss is None else loss
+        dice = mean_pseudo_dice(logits, target, self.spec)
+        return StepResult(total, logits, {**logs, "dice": dice})
 
 
 def mean_pseudo_dice(logits: torch.Tensor, target: torch.Tensor, spec: OutputSpec) -> float:

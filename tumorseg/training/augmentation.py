@@ -4,7 +4,9 @@ Transforms and probabilities follow nnU-Net's defaults: rotation and scaling (ea
 samples), Gaussian noise, Gaussian blur, multiplicative brightness, contrast, simulated low
 resolution, gamma (inverted and plain) and mirroring along every spatial axis. They operate on
 batches ``{"data": (B, C, *spatial) float32, "seg": (B, T, *spatial) float32}`` and draw their
-random numbers from numpy's global generator, which the data loader seeds per batch.
+random numbers from numpy's global generator, which the data loader seeds per batch. Spatial
+transforms move every channel (images, reference images, label, extra targets, masks) alike;
+intensity transforms change the image channels only (:class:`Augmentation`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from batchgenerators.transforms.abstract_transforms import AbstractTransform, Compose
@@ -72,7 +75,44 @@ def extraction_size(patch_size: Sequence[int], augment: bool = True) -> tuple[in
     return tuple(int(max(p, math.ceil(e))) for p, e in zip(patch_size, extent, strict=True))
 
 
-def build_augmentation(patch_size: Sequence[int], augment: bool = True) -> AbstractTransform:
+@dataclass(frozen=True)
+class Augmentation:
+    """The pipeline in three parts: spatial (rotation, scaling, crop), intensity, mirroring.
+
+    The spatial and mirroring parts move every channel of ``data`` (linear interpolation) and of
+    ``seg`` (nearest) with the same random transform, so reference images, extra targets and
+    masks stay aligned with the image; the intensity part touches the image channels only. Their
+    random draws do not depend on how many extra channels ride along, so declaring extra inputs
+    leaves the image and label patches unchanged.
+    """
+
+    spatial: AbstractTransform
+    intensity: tuple[AbstractTransform, ...]
+    mirror: tuple[AbstractTransform, ...]
+
+    def __call__(
+        self, data: np.ndarray, seg: np.ndarray, image_channels: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``data (B, C_img + C_ref, *crop)``, ``seg (B, T, *crop)`` float32 -> the same at patch
+        size; the first ``image_channels`` of ``data`` are images, the rest reference images."""
+        batch = self.spatial(data=data, seg=seg)
+        if self.intensity:
+            if image_channels == batch["data"].shape[1]:
+                batch = Compose(list(self.intensity))(**batch)
+            else:
+                images = np.ascontiguousarray(batch["data"][:, :image_channels])
+                rest = batch["data"][:, image_channels:]
+                changed = Compose(list(self.intensity))(data=images, seg=batch["seg"])
+                batch = {
+                    "data": np.concatenate([changed["data"], rest], axis=1),
+                    "seg": changed["seg"],
+                }
+        for transform in self.mirror:
+            batch = transform(**batch)
+        return batch["data"], batch["seg"]
+
+
+def build_augmentation(patch_size: Sequence[int], augment: bool = True) -> Augmentation:
     """The training transform pipeline for patches of ``patch_size`` (2 or 3 spatial dims).
 
     Input crops are ``extraction_size(patch_size)``; the spatial transform rotates/scales about
@@ -105,34 +145,31 @@ def build_augmentation(patch_size: Sequence[int], augment: bool = True) -> Abstr
         p_scale_per_sample=0.2,
     )
     if not augment:
-        return Compose([spatial])
-    return Compose(
-        [
-            spatial,
-            GaussianNoiseTransform(p_per_sample=0.1),
-            GaussianBlurTransform(
-                (0.5, 1.0), different_sigma_per_channel=True, p_per_sample=0.2, p_per_channel=0.5
-            ),
-            BrightnessMultiplicativeTransform(multiplier_range=(0.75, 1.25), p_per_sample=0.15),
-            ContrastAugmentationTransform(p_per_sample=0.15),
-            SimulateLowResolutionTransform(
-                zoom_range=(0.5, 1),
-                per_channel=True,
-                p_per_channel=0.5,
-                order_downsample=0,
-                order_upsample=1,
-                p_per_sample=0.25,
-            ),
-            GammaTransform(
-                (0.7, 1.5), invert_image=True, per_channel=True, retain_stats=True, p_per_sample=0.1
-            ),
-            GammaTransform(
-                (0.7, 1.5),
-                invert_image=False,
-                per_channel=True,
-                retain_stats=True,
-                p_per_sample=0.3,
-            ),
-            MirrorTransform(axes=tuple(range(dims))),
-        ]
+        return Augmentation(spatial, (), ())
+    intensity = (
+        GaussianNoiseTransform(p_per_sample=0.1),
+        GaussianBlurTransform(
+            (0.5, 1.0), different_sigma_per_channel=True, p_per_sample=0.2, p_per_channel=0.5
+        ),
+        BrightnessMultiplicativeTransform(multiplier_range=(0.75, 1.25), p_per_sample=0.15),
+        ContrastAugmentationTransform(p_per_sample=0.15),
+        SimulateLowResolutionTransform(
+            zoom_range=(0.5, 1),
+            per_channel=True,
+            p_per_channel=0.5,
+            order_downsample=0,
+            order_upsample=1,
+            p_per_sample=0.25,
+        ),
+        GammaTransform(
+            (0.7, 1.5), invert_image=True, per_channel=True, retain_stats=True, p_per_sample=0.1
+        ),
+        GammaTransform(
+            (0.7, 1.5),
+            invert_image=False,
+            per_channel=True,
+            retain_stats=True,
+            p_per_sample=0.3,
+        ),
     )
+    return Augmentation(spatial, intensity, (MirrorTransform(axes=tuple(range(dims))),))

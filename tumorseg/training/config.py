@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tumorseg.errors import TumorsegError
+from tumorseg.trainers.sampling import DEFAULT_OVERSAMPLE_FOREGROUND
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,8 @@ class LoopSettings:
     val_iterations: int | None = None
     # Wall-clock budget (seconds) the whole schedule is fitted into; None trains `epochs`.
     time_budget_s: float | None = None
-    # SGD with Nesterov momentum 0.99 and weight decay 3e-5: nnU-Net's robust default.
+    # SGD with Nesterov momentum 0.99 and weight decay 3e-5: nnU-Net's robust default (read by
+    # the default optimisation; a trainer may supply its own optimiser and schedule).
     initial_lr: float = 1e-2
     momentum: float = 0.99
     weight_decay: float = 3e-5
@@ -38,8 +40,9 @@ class LoopSettings:
     warmup_fraction: float = 0.0
     # Gradient-norm clipping; keeps the high-momentum SGD stable early on.
     grad_clip: float = 12.0
-    # Share of each batch forced to contain foreground (small tumours are otherwise rare).
-    oversample_foreground: float = 0.33
+    # Share of each batch forced to contain foreground (small tumours are otherwise rare); read
+    # by the default sampling policy (a trainer may supply its own).
+    oversample_foreground: float = DEFAULT_OVERSAMPLE_FOREGROUND
     # Patches per step; None takes the plan's batch size.
     batch_size: int | None = None
     # Mixed precision (autocast + GradScaler); used on CUDA only.
@@ -57,6 +60,10 @@ class LoopSettings:
     device: str = "cpu"
     # Background workers producing batches (0: in the training process).
     num_workers: int = 2
+    # Checkpoint (absolute path) whose weights initialise the network (transfer learning); None
+    # trains from scratch. Part of the run's identity, so a pretrained run never shares a
+    # folder with a scratch run.
+    pretrained: str | None = None
 
     @property
     def resolved_val_iterations(self) -> int:

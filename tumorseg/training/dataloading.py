@@ -5,29 +5,39 @@ sampling and augmentation are drawn from a generator seeded with exactly that. S
 not depend on the number of workers, a resumed run sees the same batches as an uninterrupted
 one, and DDP ranks see different ones.
 
+Patch centres come from the trainer's sampling policy (:mod:`tumorseg.trainers.sampling`).
 Batches are dicts of numpy arrays (the DataLoader turns them into tensors):
 
 - ``"data"``: ``(B, C_in, *patch)`` float32; for 2d/2.5d one slice along axis 0 of the volume
   plus ``K`` neighbours on each side, modality-major (channel 0's slices ``z-K .. z+K``, then
   channel 1's ...), edge slices replicated;
 - ``"target"``: ``(B, 1, *patch)`` int8 label map (seg channel 0);
-- ``"targets"``: dict name -> ``(B, 1, *patch)`` int8 for seg channels > 0 (e.g. recurrence).
+- only for the trainer's declared inputs (:mod:`tumorseg.trainers.inputs`): ``"targets"``
+  (name -> ``(B, 1, *patch)`` int8), ``"references"`` (name -> ``(B, C_ref * (2K + 1),
+  *patch)`` float32, ``K = 0`` for 3d), ``"masks"`` (name -> ``(B, 1, *patch)`` bool).
+
+Declared inputs are cropped with the image and go through the same spatial augmentation; the
+intensity augmentation changes the image only (:class:`~tumorseg.training.augmentation.
+Augmentation`).
 """
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from tumorseg.errors import bad_file
 from tumorseg.planning.plans import ConfigurationPlan
-from tumorseg.preprocessing.storage import read_case
+from tumorseg.preprocessing.storage import read_case, read_reference, reference_path
+from tumorseg.trainers.inputs import BatchInput, ExtraTarget, ReferenceImage, RegionMask, of_kind
+from tumorseg.trainers.sampling import ForegroundOversampling, SamplingPolicy
 from tumorseg.training.augmentation import build_augmentation, extraction_size
 
 STREAMS = {"train": 0, "val": 1}
@@ -64,6 +74,16 @@ def stacked_slices(z: int, context: int, depth: int) -> list[int]:
     return [min(max(z + k, 0), depth - 1) for k in range(-context, context + 1)]
 
 
+@dataclass(frozen=True)
+class _Case:
+    """One case as the loader reads it (memory-mapped arrays)."""
+
+    data: np.ndarray  # (C_all, Z, Y, X)
+    seg: np.ndarray  # (T_all, Z, Y, X), channel 0 the label map
+    properties: dict[str, Any]
+    references: dict[str, np.ndarray]  # name -> (C_ref, Z, Y, X)
+
+
 class PatchBatches(Dataset):
     """Map-style dataset whose item ``i`` is the ``i``-th batch of a seeded, endless stream.
 
@@ -73,9 +93,11 @@ class PatchBatches(Dataset):
         config: the configuration plan (patch size, 2d/2.5d/3d, context slices).
         channels: dataset channel indices fed to the network, in order.
         batch_size: patches per batch.
-        oversample_foreground: share of each batch centred on a foreground voxel.
+        sampling: where patches are centred (default nnU-Net's foreground oversampling).
         seed, rank, stream: identify the stream ("train" or "val").
         augment: apply the training augmentation (off for the validation stream).
+        inputs: the trainer's declared inputs beyond image and label (see
+            :mod:`tumorseg.trainers.inputs`); exactly these are delivered.
     """
 
     def __init__(
@@ -85,11 +107,12 @@ class PatchBatches(Dataset):
         config: ConfigurationPlan,
         channels: Sequence[int],
         batch_size: int,
-        oversample_foreground: float = 0.33,
+        sampling: SamplingPolicy | None = None,
         seed: int = 0,
         rank: int = 0,
         stream: str = "train",
         augment: bool = True,
+        inputs: Sequence[BatchInput] = (),
     ) -> None:
         if not case_ids:
             raise ValueError("no cases to sample patches from")
@@ -100,83 +123,128 @@ class PatchBatches(Dataset):
         self.context = config.context_slices if config.spatial_dims == 2 else 0
         self.channels = list(channels)
         self.batch_size = batch_size
-        # nnU-Net forces the last round(B * (1 - p)) .. B-1 samples; at least one when p > 0.
-        self.n_foreground = min(
-            batch_size,
-            max(
-                1 if oversample_foreground > 0 else 0,
-                math.floor(batch_size * oversample_foreground + 0.5),
-            ),
-        )
+        self.sampling: SamplingPolicy = sampling or ForegroundOversampling()
         self.seed, self.rank, self.stream = seed, rank, STREAMS[stream]
         self.augment = augment
+        self.targets = cast(tuple[ExtraTarget, ...], of_kind(inputs, ExtraTarget))
+        self.references = cast(tuple[ReferenceImage, ...], of_kind(inputs, ReferenceImage))
+        self.masks = cast(tuple[RegionMask, ...], of_kind(inputs, RegionMask))
         self.extract_size = extraction_size(self.patch_size, augment)
         self.transform = build_augmentation(self.patch_size, augment)
-        self._cache: dict[str, tuple[np.ndarray, np.ndarray, dict[str, Any]]] = {}
+        self._cache: dict[str, _Case] = {}
+        if self.targets or self.references:
+            for case_id in self.case_ids:
+                self._check_case(case_id)
 
     def __len__(self) -> int:
         return 2**62
 
-    def _case(self, case_id: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    # ---- reading cases -------------------------------------------------------------------------
+    def _check_case(self, case_id: str) -> None:
+        """Fail early, in this process, with one line when a declared input is missing (loader
+        workers would wrap the error in a traceback)."""
+        # Not through the cache: memory maps opened here would be copied into every worker.
+        data, _, properties = read_case(self.folder, case_id, mmap=True)
+        for target in self.targets:
+            self._target_channel(case_id, properties, target.name)
+        shape = tuple(data.shape[1:])
+        for reference in self.references:
+            image = read_reference(
+                self.folder, case_id, reference.name, shape, reference.missing_hint
+            )
+            if image.shape[0] != reference.channels:
+                raise bad_file(
+                    reference_path(self.folder, case_id, reference.name),
+                    f"has {image.shape[0]} channels, the trainer expects {reference.channels}",
+                    reference.missing_hint,
+                )
+
+    def _target_channel(self, case_id: str, properties: dict[str, Any], name: str) -> int:
+        names = list(properties.get("targets", []))
+        if name not in names:
+            raise bad_file(
+                self.folder / f"{case_id}.json",
+                f"case {case_id} has no extra target {name!r} (has: {', '.join(names) or 'none'})",
+                "add its mask to the raw dataset's target folder and preprocess again",
+            )
+        return 1 + names.index(name)
+
+    def _case(self, case_id: str) -> _Case:
         # Memory maps are opened lazily, once per worker process.
         if case_id not in self._cache:
             data, seg, props = read_case(self.folder, case_id, mmap=True)
             if seg is None:
                 seg = np.zeros((1, *data.shape[1:]), dtype=np.int8)
-            self._cache[case_id] = (data, seg, props)
+            references = {
+                r.name: read_reference(
+                    self.folder, case_id, r.name, tuple(data.shape[1:]), r.missing_hint
+                )
+                for r in self.references
+            }
+            self._cache[case_id] = _Case(data, seg, props, references)
         return self._cache[case_id]
 
+    # ---- one sample ----------------------------------------------------------------------------
     def _centre(
-        self,
-        rng: np.random.Generator,
-        shape: Sequence[int],
-        props: dict[str, Any],
-        force_foreground: bool,
+        self, rng: np.random.Generator, shape: Sequence[int], wanted: Sequence[int | None] | None
     ) -> list[int]:
-        """A centre voxel ``[z, y, x]``; for 2d the ``z`` is the slice."""
-        voxel = None
-        if force_foreground:
-            locations = {k: v for k, v in props.get("class_locations", {}).items() if len(v) > 0}
-            if locations:
-                label = sorted(locations)[rng.integers(len(locations))]
-                voxel = locations[label][rng.integers(len(locations[label]))]
+        """A centre voxel ``[z, y, x]`` (for 2d the ``z`` is the slice): the policy's coordinate
+        where it gives one, else uniformly random, clamped into the valid range."""
         patch = self.patch_size if self.spatial_dims == 3 else (1, *self.patch_size)
         centre = []
         for axis, (dim, p) in enumerate(zip(shape, patch, strict=True)):
             lo, hi = (0, dim - 1) if self.spatial_dims == 2 and axis == 0 else centre_range(dim, p)
-            c = int(voxel[axis]) if voxel is not None else int(rng.integers(lo, hi + 1))
+            given = None if wanted is None else wanted[axis]
+            c = int(given) if given is not None else int(rng.integers(lo, hi + 1))
             centre.append(min(max(c, lo), hi))
         return centre
 
-    def _sample(
-        self, rng: np.random.Generator, force_foreground: bool
-    ) -> tuple[np.ndarray, np.ndarray]:
-        data, seg, props = self._case(self.case_ids[rng.integers(len(self.case_ids))])
-        centre = self._centre(rng, data.shape[1:], props, force_foreground)
+    def _sample(self, rng: np.random.Generator, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Sample ``index`` of a batch: ``(floats (C_in + C_refs, *size), labels (T, *size))``
+        before augmentation; ``labels`` stacks label, declared targets, declared masks."""
+        case_id = self.case_ids[rng.integers(len(self.case_ids))]
+        case = self._case(case_id)
+        wanted = self.sampling.centre(rng, index, self.batch_size, case.properties)
+        centre = self._centre(rng, case.data.shape[1:], wanted)
         size = self.extract_size
         if self.spatial_dims == 3:
             lower = [c - s // 2 for c, s in zip(centre, size, strict=True)]
-            image = crop_padded(data, lower, size)[self.channels]
-            return image, crop_padded(seg, lower, size)
-        lower = [c - s // 2 for c, s in zip(centre[1:], size, strict=True)]
-        z = centre[0]
-        slices = stacked_slices(z, self.context, data.shape[1])
-        # (C, 2K+1, Y, X) -> (C * (2K+1), Y, X): modality-major stacking.
-        stack = np.stack([crop_padded(data[:, s], lower, size) for s in slices], axis=1)
-        image = stack[self.channels].reshape(-1, *size)
-        return image, crop_padded(seg[:, z], lower, size)
+            crop = crop_padded(case.data, lower, size)
+            image, all_channels = crop[self.channels], crop
+            seg = crop_padded(case.seg, lower, size)
+            references = [
+                crop_padded(case.references[r.name], lower, size) for r in self.references
+            ]
+        else:
+            lower = [c - s // 2 for c, s in zip(centre[1:], size, strict=True)]
+            slices = stacked_slices(centre[0], self.context, case.data.shape[1])
+            # (C, 2K+1, Y, X) -> (C * (2K+1), Y, X): modality-major stacking.
+            stack = np.stack([crop_padded(case.data[:, s], lower, size) for s in slices], axis=1)
+            image, all_channels = stack[self.channels].reshape(-1, *size), stack[:, self.context]
+            seg = crop_padded(case.seg[:, centre[0]], lower, size)
+            references = [
+                np.stack(
+                    [crop_padded(case.references[r.name][:, s], lower, size) for s in slices],
+                    axis=1,
+                ).reshape(-1, *size)
+                for r in self.references
+            ]
+        label = seg[0]
+        targets = [self._target_channel(case_id, case.properties, t.name) for t in self.targets]
+        channels = [label, *(seg[t] for t in targets)]
+        channels += [region_mask(m.rule, all_channels, label) for m in self.masks]
+        floats = np.concatenate([image, *references]) if references else image
+        return floats, np.stack(channels)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         seeds = np.random.SeedSequence([self.seed, self.rank, self.stream, int(index)])
         rng = np.random.default_rng(seeds)
-        samples = [
-            self._sample(rng, force_foreground=i >= self.batch_size - self.n_foreground)
-            for i in range(self.batch_size)
-        ]
-        batch = {
-            "data": np.stack([s[0] for s in samples]).astype(np.float32, copy=False),
-            "seg": np.stack([s[1] for s in samples]).astype(np.float32),
-        }
+        samples = [self._sample(rng, i) for i in range(self.batch_size)]
+        data = np.stack([s[0] for s in samples]).astype(np.float32, copy=False)
+        seg = np.stack([s[1] for s in samples]).astype(np.float32)
+        image_channels = data.shape[1] - sum(
+            r.channels * (2 * self.context + 1) for r in self.references
+        )
         # batchgenerators draws from numpy's and Python's global generators: seed them for this
         # batch only and give the caller's states back (matters when batches are made in the
         # training process, whose RNG states a resumed run must find unchanged).
@@ -185,22 +253,55 @@ class PatchBatches(Dataset):
         np.random.seed(state[0])
         random.seed(int(state[1]))
         try:
-            batch = self.transform(**batch)
+            data, seg = self.transform(data, seg, image_channels)
         finally:
             np.random.set_state(outer_numpy)
             random.setstate(outer_python)
-        seg = np.rint(batch["seg"]).astype(np.int8)
-        _, _, props = self._case(self.case_ids[0])
-        names = list(props.get("targets", []))
-        return {
-            "data": np.ascontiguousarray(batch["data"], dtype=np.float32),
+        return self._split(data, np.rint(seg).astype(np.int8), image_channels)
+
+    def _split(self, data: np.ndarray, seg: np.ndarray, image_channels: int) -> dict[str, Any]:
+        """The batch dict: image and label, then exactly the declared inputs."""
+        batch: dict[str, Any] = {
+            "data": np.ascontiguousarray(data[:, :image_channels], dtype=np.float32),
             "target": np.ascontiguousarray(seg[:, :1]),
-            "targets": {
-                n: np.ascontiguousarray(seg[:, i + 1 : i + 2])
-                for i, n in enumerate(names)
-                if i + 1 < seg.shape[1]
-            },
         }
+        first = 1
+        if self.targets:
+            batch["targets"] = {
+                t.name: np.ascontiguousarray(seg[:, first + i : first + i + 1])
+                for i, t in enumerate(self.targets)
+            }
+            first += len(self.targets)
+        if self.masks:
+            batch["masks"] = {
+                m.name: np.ascontiguousarray(seg[:, first + i : first + i + 1] > 0)
+                for i, m in enumerate(self.masks)
+            }
+        if self.references:
+            start, batch["references"] = image_channels, {}
+            for r in self.references:
+                stop = start + r.channels * (2 * self.context + 1)
+                batch["references"][r.name] = np.ascontiguousarray(data[:, start:stop])
+                start = stop
+        return batch
+
+
+def region_mask(rule: str, images: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """``rule`` of :class:`~tumorseg.trainers.inputs.RegionMask` on one crop.
+
+    ``images`` ``(C_all, *size)`` un-augmented (zero outside the brain, as preprocessing leaves
+    them), ``label`` ``(*size)``; returns a ``(*size)`` 0/1 int8 mask.
+    """
+    brain = (images != 0).any(axis=0)
+    if rule == "brain":
+        mask = brain
+    elif rule == "lesion":
+        mask = label > 0
+    elif rule == "normal":
+        mask = brain & (label == 0)
+    else:
+        raise ValueError(f"unknown mask rule {rule!r}")
+    return mask.astype(np.int8)
 
 
 class EndlessSampler(Sampler[int]):

@@ -1,19 +1,24 @@
 """The one training loop: epochs, optimiser, schedule, AMP, checkpoints, validation, logs.
 
-Trainers only say what a step computes (``training_step``) and how to get logits
-(``predict_logits``); everything else is here. Per epoch: ``iterations_per_epoch`` SGD steps
-(Nesterov, momentum 0.99, poly LR with optional linear warm-up, grad-norm clipping, autocast +
-GradScaler on CUDA), then a few validation batches giving the validation loss and the
-pseudo-Dice per output, whose exponential moving average picks ``checkpoint_best.pt``.
+Trainers say what a step computes (``training_step`` -> ``StepResult``) and how to get logits
+(``predict_logits``), and may supply their batch inputs, optimiser + schedule and sampling policy
+through the hooks of :mod:`tumorseg.trainers.hooks`; everything else is here. Per epoch: the
+schedule sets the learning rate, ``iterations_per_epoch`` optimiser steps run (grad-norm
+clipping, autocast + GradScaler on CUDA), then a few validation batches give the validation loss
+and the pseudo-Dice per region (from the steps' full-resolution logits), whose exponential
+moving average picks ``checkpoint_best.pt``; the schedule then sees the epoch's metrics. The
+trainer's own scalar logs are averaged per epoch into the history, ``log.txt`` and
+``progress.png``. Defaults (no hooks): SGD Nesterov 0.99 + poly, foreground oversampling.
 
-Resuming restores weights, optimiser, GradScaler, epoch, schedule length, RNG states (torch,
-numpy, Python) and the loaders' positions (batches are a function of seed and index), so on the
-CPU a resumed run ends bit-identical to an uninterrupted one.
+Resuming restores weights, optimiser, LR schedule, GradScaler, epoch, schedule length, RNG states
+(torch, numpy, Python) and the loaders' positions (batches are a function of seed and index), so
+on the CPU a resumed run ends bit-identical to an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import random
 import time
@@ -27,15 +32,17 @@ from torch import nn
 
 from tumorseg.errors import bad_file
 from tumorseg.runs.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from tumorseg.trainers.hooks import declared_inputs, optimization_for, sampling_policy_for
 from tumorseg.trainers.metrics import dice_counts, dice_from_counts
-from tumorseg.trainers.schedules import warmup_poly_lr
 from tumorseg.trainers.segmentation import output_spec
 from tumorseg.training import distributed as dist
 from tumorseg.training.budget import fit_epochs_to_budget
 from tumorseg.training.checkpoint import capture_rng_state, restore_rng_state
 from tumorseg.training.dataloading import PatchBatches, batch_loader
+from tumorseg.training.pretrained import load_pretrained
 from tumorseg.training.progress import ProgressLog
 from tumorseg.training.run import TrainingRun, write_run_files
+from tumorseg.training.steps import MeanLogs, check_result, format_logs, to_device
 
 #: Under a time budget, the fewest epochs the schedule is split into (see _epoch_time_limit).
 BUDGET_MIN_EPOCHS = 20
@@ -54,18 +61,8 @@ class LoopState:
     # Steps per epoch actually used: the setting, or fewer when a time budget is too short for
     # epochs of that length (fixed during epoch 0, then kept so a resumed run matches).
     iterations_per_epoch: int = 0
-
-
-def _to_device(batch: dict[str, Any], device: str) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "data": batch["data"].to(device, non_blocking=True).float(),
-        "target": batch["target"].to(device, non_blocking=True).long(),
-    }
-    if batch.get("targets"):
-        out["targets"] = {
-            k: v.to(device, non_blocking=True).long() for k, v in batch["targets"].items()
-        }
-    return out
+    # What --pretrained copied (checkpoint, digest, tensors copied / left), kept for the record.
+    pretrained: dict[str, Any] | None = None
 
 
 class Loop:
@@ -85,16 +82,16 @@ class Loop:
         np.random.seed((seed + self.info.rank) % 2**32)
         random.seed(seed + self.info.rank)
         self.model = dist.wrap(self.network, self.info, self.device)
-        self.optimizer = torch.optim.SGD(
-            self.network.parameters(),
-            lr=self.settings.initial_lr,
-            momentum=self.settings.momentum,
-            weight_decay=self.settings.weight_decay,
-            nesterov=True,
-        )
+        self.optimization = optimization_for(run.trainer, self.network, self.settings)
+        self.optimizer = self.optimization.optimizer
+        self.schedule = self.optimization.schedule
         self.scaler = torch.amp.GradScaler(self.device_type, enabled=self.amp)
         self.state = LoopState(total_epochs=self.settings.epochs)
+        # Pseudo-Dice is scored on the dataset's regions (or labels), read from the logits the
+        # way the trainer's activation says.
         self.spec = output_spec(run.dataset)
+        self.activation = run.trainer.output_activation
+        self.n_outputs = len(run.trainer.output_names)
         if self.info.is_main:
             run.fold_folder.mkdir(parents=True, exist_ok=True)
         self.log = ProgressLog(run.fold_folder, echo=echo, write=self.info.is_main)
@@ -104,6 +101,7 @@ class Loop:
         return {
             "network": self.network.state_dict(),
             "optimizer": self.optimizer.state_dict(),
+            "lr_schedule": self.schedule.state_dict(),
             "grad_scaler": self.scaler.state_dict(),
             "loop_state": {**self.state.__dict__},
             "rng": capture_rng_state(),
@@ -111,8 +109,25 @@ class Loop:
         }
 
     def train_config(self) -> dict[str, Any]:
+        """The run's settings with what the loop actually did: the schedule's epochs, the steps
+        and validation batches per epoch used (a time budget shortens them; the requested
+        values are kept under ``loop.requested``), the optimiser, schedule and sampling policy,
+        and what ``--pretrained`` copied."""
         config = self.run.train_config()
-        config["loop"]["epochs"] = self.state.total_epochs
+        loop = config["loop"]
+        loop["requested"] = {
+            key: loop[key] for key in ("epochs", "iterations_per_epoch", "val_iterations")
+        }
+        loop["epochs"] = self.state.total_epochs
+        loop["iterations_per_epoch"] = (
+            self.state.iterations_per_epoch or self.settings.iterations_per_epoch
+        )
+        loop["val_iterations"] = self._val_iterations()
+        loop["optimization"] = self.optimization.describe()
+        policy = sampling_policy_for(self.run.trainer, self.settings)
+        loop["sampling"] = {"policy": type(policy).__name__, **_fields(policy)}
+        if self.state.pretrained is not None:
+            config["pretrained"] = self.state.pretrained
         return config
 
     def save(self, *which: str) -> None:
@@ -127,6 +142,7 @@ class Loop:
         try:
             self.network.load_state_dict(state["network"])
             self.optimizer.load_state_dict(state["optimizer"])
+            self.schedule.load_state_dict(state.get("lr_schedule", {}))
         except (RuntimeError, ValueError, KeyError) as exc:
             raise bad_file(
                 path,
@@ -141,19 +157,10 @@ class Loop:
         self.log.log(f"resumed from {path.name} at epoch {self.state.epoch}")
 
     def load_pretrained(self, path: Path) -> None:
-        """Copy every weight whose name and shape match (new heads stay freshly initialised)."""
-        source = load_checkpoint(path)["network"]
-        own = self.network.state_dict()
-        matched = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
-        if not matched:
-            raise bad_file(
-                path,
-                "shares no weights with this network",
-                "pick a checkpoint of a similar network",
-            )
-        own.update(matched)
-        self.network.load_state_dict(own)
-        self.log.log(f"pretrained weights: {len(matched)}/{len(own)} tensors from {path}")
+        """Initialise from a checkpoint (see :mod:`tumorseg.training.pretrained`)."""
+        self.state.pretrained = load_pretrained(self.network, self.run.trainer, path)
+        copied, total = len(self.state.pretrained["copied"]), len(self.network.state_dict())
+        self.log.log(f"pretrained weights: {copied}/{total} tensors from {path}")
 
     # ---- one epoch -----------------------------------------------------------------------------
     def _epoch_time_limit(self) -> float | None:
@@ -171,60 +178,59 @@ class Loop:
             return self.settings.val_iterations
         return max(1, (self.state.iterations_per_epoch or self.settings.iterations_per_epoch) // 5)
 
-    def train_epoch(self, batches: Any) -> tuple[float, float]:
+    def train_epoch(self, batches: Any) -> tuple[float, float, dict[str, float]]:
         """``iterations_per_epoch`` optimiser steps; returns (mean loss, seconds spent waiting
-        for data)."""
+        for data, mean of each of the trainer's logs)."""
         self.model.train()
-        losses, wait = [], 0.0
+        losses: list[float] = []
+        wait, logs = 0.0, MeanLogs()
         limit, started = self._epoch_time_limit(), time.perf_counter()
         steps = self.state.iterations_per_epoch or self.settings.iterations_per_epoch
         for _ in range(steps):
             if limit is not None and losses and time.perf_counter() - started > limit:
                 break
             start = time.perf_counter()
-            batch = _to_device(next(batches), self.device)
+            batch = to_device(next(batches), self.device)
             wait += time.perf_counter() - start
             self.optimizer.zero_grad(set_to_none=True)
             with torch.autocast(self.device_type, enabled=self.amp):
-                loss, _ = self.run.trainer.training_step(self.model, batch)
-            self.scaler.scale(loss).backward()
+                result = self._step(batch)
+            self.scaler.scale(result.loss).backward()
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.network.parameters(), self.settings.grad_clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
-            losses.append(float(loss.detach()))
+            losses.append(float(result.loss.detach()))
+            logs.add(result.logs)
         if not self.state.iterations_per_epoch:
             self.state.iterations_per_epoch = dist.broadcast_int(len(losses), self.info)
-        return float(np.mean(losses)), wait
+        return float(np.mean(losses)), wait, logs.means()
 
     @torch.no_grad()
-    def validate_epoch(self, batches: Any) -> tuple[float, list[float]]:
-        """Validation loss and pseudo-Dice per output over ``val_iterations`` batches."""
+    def validate_epoch(self, batches: Any) -> tuple[float, list[float], dict[str, float]]:
+        """Validation loss, pseudo-Dice per region and mean trainer logs over
+        ``val_iterations`` batches (the steps' full-resolution logits give the Dice). Loss and
+        Dice are summed over DDP ranks; the trainer logs are this rank's."""
         self.model.eval()
-        captured: list[Any] = []
-        hook = self.network.register_forward_hook(lambda _m, _i, out: captured.append(out))
-        losses, counts = [], torch.zeros(len(self.spec.regions), 3, dtype=torch.long)
-        try:
-            for _ in range(self._val_iterations()):
-                batch = _to_device(next(batches), self.device)
-                captured.clear()
-                with torch.autocast(self.device_type, enabled=self.amp):
-                    loss, _ = self.run.trainer.training_step(self.model, batch)
-                    logits = captured[-1] if captured else None
-                    if not isinstance(logits, torch.Tensor) or logits.shape[1] != len(
-                        self.spec.names
-                    ):
-                        logits = self.run.trainer.predict_logits(self.model, batch["data"])
-                losses.append(float(loss))
-                counts += dice_counts(
-                    logits.float(), batch["target"], self.spec.activation, self.spec.regions
-                )
-        finally:
-            hook.remove()
+        losses, logs = [], MeanLogs()
+        counts = torch.zeros(len(self.spec.regions), 3, dtype=torch.long)
+        for _ in range(self._val_iterations()):
+            batch = to_device(next(batches), self.device)
+            with torch.autocast(self.device_type, enabled=self.amp):
+                result = self._step(batch)
+            losses.append(float(result.loss))
+            logs.add(result.logs)
+            counts += dice_counts(
+                result.logits.float(), batch["target"], self.activation, self.spec.regions
+            )
         summed = torch.tensor([float(np.sum(losses)), float(len(losses))], dtype=torch.float64)
         dist.all_reduce_sum(summed, self.info)
         dist.all_reduce_sum(counts, self.info)
-        return float(summed[0] / summed[1]), dice_from_counts(counts)
+        return float(summed[0] / summed[1]), dice_from_counts(counts), logs.means()
+
+    def _step(self, batch: dict[str, Any]) -> Any:
+        result = self.run.trainer.training_step(self.model, batch)
+        return check_result(result, batch, self.n_outputs, self.run.trainer.name)
 
     # ---- the run -------------------------------------------------------------------------------
     def fit(self) -> None:
@@ -242,51 +248,42 @@ class Loop:
             "config": run.config,
             "channels": run.channels,
             "batch_size": batch_size,
-            "oversample_foreground": s.oversample_foreground,
+            "sampling": sampling_policy_for(run.trainer, s),
             "seed": s.seed,
             "rank": self.info.rank,
+            "inputs": declared_inputs(run.trainer),
         }
-        train_data = PatchBatches(
-            case_ids=run.train_cases, stream="train", augment=s.augment, **common
-        )
-        val_data = PatchBatches(case_ids=run.val_cases, stream="val", augment=False, **common)
-        pin = self.device_type == "cuda"
-        workers = s.num_workers
-        train_it = iter(
-            batch_loader(
-                train_data,
-                self.state.epoch * (self.state.iterations_per_epoch or s.iterations_per_epoch),
-                workers,
-                pin,
-            )
-        )
-        val_it = iter(
-            batch_loader(
-                val_data, self.state.epoch * self._val_iterations(), min(workers, 1), pin
-            )
-        )
+        train_it, val_it = self._loaders(common)
         self.log.log(
             f"training {run.trainer.name} {run.config.name} fold {run.fold}: "
             f"{len(run.train_cases)} train / {len(run.val_cases)} val cases, batch "
             f"{batch_size}, patch {tuple(run.config.patch_size)}, device {self.device}, "
-            f"{workers} loader workers, world size {self.info.world_size}"
+            f"{s.num_workers} loader workers, world size {self.info.world_size}"
         )
         while self.state.epoch < self.state.total_epochs:
             epoch, started = self.state.epoch, time.perf_counter()
-            lr = warmup_poly_lr(
-                epoch, self.state.total_epochs, s.initial_lr, s.poly_exponent, s.warmup_fraction
-            )
+            lr = self.schedule.lr(epoch, self.state.total_epochs)
             for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            train_loss, wait = self.train_epoch(train_it)
+                # A group may carry "lr_scale" (e.g. a smaller rate for transferred layers).
+                group["lr"] = lr * group.get("lr_scale", 1.0)
+            train_loss, wait, train_logs = self.train_epoch(train_it)
             train_seconds = time.perf_counter() - started
-            val_loss, dice = self.validate_epoch(val_it)
+            val_loss, dice, val_logs = self.validate_epoch(val_it)
             finite = [d for d in dice if not math.isnan(d)]
             mean_dice = float(np.mean(finite)) if finite else 0.0
             ema = (
                 mean_dice
                 if self.state.ema_dice is None
                 else (s.ema_momentum * self.state.ema_dice + (1 - s.ema_momentum) * mean_dice)
+            )
+            self.schedule.end_epoch(
+                epoch,
+                {
+                    "train_loss": train_loss,
+                    "val_loss": val_loss,
+                    "mean_dice": mean_dice,
+                    "ema_dice": ema,
+                },
             )
             seconds = time.perf_counter() - started
             entry = {
@@ -299,6 +296,8 @@ class Loop:
                 "epoch_time_s": seconds,
                 "train_time_s": train_seconds,
                 "data_wait_s": wait,
+                "train_logs": train_logs,
+                "val_logs": val_logs,
             }
             self.log.record(entry)
             self.state = LoopState(
@@ -309,18 +308,12 @@ class Loop:
                 self.state.elapsed_s + seconds,
                 list(self.log.history),
                 self.state.iterations_per_epoch,
+                self.state.pretrained,
             )
             if s.time_budget_s is not None:
                 total = fit_epochs_to_budget(self.state.history, s.time_budget_s, s.epochs)
                 self.state.total_epochs = dist.broadcast_int(total, self.info)
-            self.log.log(
-                f"epoch {epoch}: lr {lr:.5f}, train loss {train_loss:.4f}, "
-                f"val loss {val_loss:.4f}, "
-                "pseudo Dice "
-                + " ".join(f"{n} {d:.4f}" for n, d in zip(self.spec.names, dice, strict=True))
-                + f", EMA {ema:.4f}, {seconds:.1f} s ({wait:.2f} s waiting for data), "
-                f"{self.state.total_epochs} epochs planned"
-            )
+            self._log_epoch(entry)
             best = ema > self.state.best_ema
             if best:
                 self.state.best_ema = ema
@@ -330,25 +323,57 @@ class Loop:
         with contextlib.suppress(Exception):
             del train_it, val_it
 
+    def _log_epoch(self, entry: dict[str, Any]) -> None:
+        scores = zip(self.spec.scored_names, entry["pseudo_dice"], strict=True)
+        dice = " ".join(f"{n} {d:.4f}" for n, d in scores)
+        self.log.log(
+            f"epoch {entry['epoch']}: lr {entry['lr']:.5f}, train loss {entry['train_loss']:.4f}, "
+            f"val loss {entry['val_loss']:.4f}, pseudo Dice {dice}, EMA {entry['ema_dice']:.4f}"
+            + format_logs(entry["train_logs"])
+            + f", {entry['epoch_time_s']:.1f} s ({entry['data_wait_s']:.2f} s waiting for data), "
+            f"{self.state.total_epochs} epochs planned"
+        )
 
-def train(
-    run: TrainingRun, *, resume: bool = False, pretrained: Path | None = None, echo: bool = True
-) -> Path:
-    """Train ``run`` (resume / pretrained as asked), write the final checkpoint and validate.
+    def _loaders(self, common: dict[str, Any]) -> tuple[Any, Any]:
+        """Iterators over the training and validation batch streams, from where this run is."""
+        s, run = self.settings, self.run
+        train_data = PatchBatches(
+            case_ids=run.train_cases, stream="train", augment=s.augment, **common
+        )
+        val_data = PatchBatches(case_ids=run.val_cases, stream="val", augment=False, **common)
+        pin, workers = self.device_type == "cuda", s.num_workers
+        steps = self.state.iterations_per_epoch or s.iterations_per_epoch
+        train_it = iter(batch_loader(train_data, self.state.epoch * steps, workers, pin))
+        val_start = self.state.epoch * self._val_iterations()
+        val_it = iter(batch_loader(val_data, val_start, min(workers, 1), pin))
+        return train_it, val_it
 
-    Returns the fold folder. Only rank 0 writes files; under torchrun every rank trains.
+
+def _fields(obj: Any) -> dict[str, Any]:
+    """A dataclass's fields as a dict (other objects: none)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    return {}
+
+
+def train(run: TrainingRun, *, resume: bool = False, echo: bool = True) -> Path:
+    """Train ``run``, write the final checkpoint and validate.
+
+    ``resume`` continues from the fold's final or latest checkpoint; otherwise a run whose loop
+    settings name a ``pretrained`` checkpoint starts from its weights. Returns the fold folder.
+    Only rank 0 writes files; under torchrun every rank trains.
     """
     loop = Loop(run, echo=echo)
     folder = run.fold_folder
     final, latest = checkpoint_path(folder, "final"), checkpoint_path(folder, "latest")
     if loop.info.is_main:
-        write_run_files(run)
+        write_run_files(run, loop.train_config())
     if resume and (final.is_file() or latest.is_file()):
         loop.restore(final if final.is_file() else latest)
     elif resume:
         loop.log.log("no checkpoint to resume from; starting a new run")
-    elif pretrained is not None:
-        loop.load_pretrained(pretrained)
+    elif run.loop.pretrained is not None:
+        loop.load_pretrained(Path(run.loop.pretrained))
     loop.fit()
     if loop.info.is_main:
         loop.save("final")

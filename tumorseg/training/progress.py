@@ -15,7 +15,8 @@ class ProgressLog:
     """Per-epoch records plus a text log; only the writing process (rank 0) has ``write`` on.
 
     ``history`` is a list of dicts (epoch, train_loss, val_loss, pseudo_dice, ema_dice, lr,
-    epoch_time_s, data_wait_s) kept in checkpoints so curves survive a resume.
+    epoch_time_s, data_wait_s, and the epoch means of the trainer's own logs ``train_logs`` /
+    ``val_logs``) kept in checkpoints so curves survive a resume.
     """
 
     def __init__(
@@ -51,7 +52,8 @@ class ProgressLog:
             self.plot()
 
     def plot(self) -> None:
-        """Write ``progress.png``: losses, pseudo-Dice (raw and EMA), learning rate, epoch time."""
+        """Write ``progress.png``: losses, pseudo-Dice (raw and EMA), the trainer's own logs,
+        epoch time and learning rate."""
         if not self.history or not self.write:
             return
         import matplotlib
@@ -61,8 +63,8 @@ class ProgressLog:
 
         epochs = [h["epoch"] for h in self.history]
         self._last_plot = time.monotonic()
-        fig, axes = plt.subplots(3, 1, figsize=(8, 9))
-        fig.subplots_adjust(left=0.1, right=0.9, top=0.97, bottom=0.06, hspace=0.25)
+        fig, axes = plt.subplots(4, 1, figsize=(8, 12))
+        fig.subplots_adjust(left=0.1, right=0.9, top=0.97, bottom=0.05, hspace=0.3)
         axes[0].plot(epochs, [h["train_loss"] for h in self.history], label="train loss")
         axes[0].plot(epochs, [h["val_loss"] for h in self.history], label="val loss")
         twin = axes[0].twinx()
@@ -74,15 +76,28 @@ class ProgressLog:
         axes[0].set_ylabel("loss")
         axes[0].legend(loc="upper left")
         twin.legend(loc="upper right")
-        axes[1].plot(epochs, [h["epoch_time_s"] for h in self.history], label="epoch time (s)")
-        axes[1].plot(epochs, [h["data_wait_s"] for h in self.history], label="data wait (s)")
-        axes[1].legend()
-        axes[2].plot(epochs, [h["lr"] for h in self.history], label="learning rate")
-        axes[2].set_xlabel("epoch")
+        self._plot_trainer_logs(axes[1], epochs)
+        axes[2].plot(epochs, [h["epoch_time_s"] for h in self.history], label="epoch time (s)")
+        axes[2].plot(epochs, [h["data_wait_s"] for h in self.history], label="data wait (s)")
         axes[2].legend()
+        axes[3].plot(epochs, [h["lr"] for h in self.history], label="learning rate")
+        axes[3].set_xlabel("epoch")
+        axes[3].legend()
         with atomic_path(self.folder / "progress.png") as tmp:
             fig.savefig(tmp)
         plt.close(fig)
+
+
+    def _plot_trainer_logs(self, axis: Any, epochs: list[int]) -> None:
+        """One curve per trainer log besides the loss: training solid, validation dashed."""
+        for stream, style in (("train", "-"), ("val", "--")):
+            keys = sorted({k for h in self.history for k in h.get(f"{stream}_logs", {})})
+            for key in (k for k in keys if k != "loss"):
+                values = [h.get(f"{stream}_logs", {}).get(key, math.nan) for h in self.history]
+                axis.plot(epochs, values, style, label=f"{stream} {key}")
+        axis.set_ylabel("trainer logs")
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize="small")
 
 
 def _mean(values: list[float]) -> float:

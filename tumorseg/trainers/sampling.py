@@ -1,0 +1,84 @@
+"""Patch-sampling policies: where in a case the data loader centres each training patch.
+
+The loader picks a case uniformly at random, then asks the policy for the centre of sample
+``sample`` of a batch of ``batch_size``. The policy answers per axis of the stored volume
+``(z, y, x)``: an ``int`` voxel coordinate, or ``None`` for "uniformly at random" (the loader
+draws it, keeping the patch inside the volume where it fits); answering ``None`` altogether
+means random on every axis. For 2d and 2.5d the ``z`` entry is the slice. The loader clamps
+every answer into the valid range.
+
+A policy gets the case's preprocessing properties: ``class_locations`` (``{"label": [[z, y, x],
+...]}``, sampled voxels of each foreground label) and ``target_locations`` (the same per extra
+target). It must draw all its random numbers from ``rng`` (batches are a function of the seed
+and the batch index) and be picklable (loader workers receive a copy).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+#: nnU-Net's share of each batch forced to contain foreground.
+DEFAULT_OVERSAMPLE_FOREGROUND = 0.33
+
+Centre = Sequence[int | None] | None
+
+
+class SamplingPolicy(Protocol):
+    """Chooses patch centres (see the module docstring)."""
+
+    def centre(
+        self,
+        rng: np.random.Generator,
+        sample: int,
+        batch_size: int,
+        properties: Mapping[str, Any],
+    ) -> Centre: ...
+
+
+@dataclass(frozen=True)
+class ForegroundOversampling:
+    """nnU-Net's policy: the last ``round(B * fraction)`` samples (at least one when the fraction
+    is positive) are centred on a random voxel of a random foreground label present in the case;
+    the others, and every sample of a case without foreground, are random."""
+
+    fraction: float = DEFAULT_OVERSAMPLE_FOREGROUND
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.fraction <= 1:
+            raise ValueError(f"oversampling fraction must be in [0, 1], got {self.fraction}")
+
+    def forced(self, batch_size: int) -> int:
+        """Samples per batch centred on foreground."""
+        wanted = math.floor(batch_size * self.fraction + 0.5)
+        return min(batch_size, max(1 if self.fraction > 0 else 0, wanted))
+
+    def centre(
+        self,
+        rng: np.random.Generator,
+        sample: int,
+        batch_size: int,
+        properties: Mapping[str, Any],
+    ) -> Centre:
+        if sample < batch_size - self.forced(batch_size):
+            return None
+        return random_location(rng, properties.get("class_locations", {}))
+
+
+def random_location(
+    rng: np.random.Generator, locations: Mapping[str, Sequence[Sequence[int]]]
+) -> list[int] | None:
+    """A random voxel of a random non-empty entry of ``locations`` (None when all are empty).
+
+    Entries are chosen uniformly (not by size), so a small label is sampled as often as a large
+    one, as nnU-Net does.
+    """
+    present = {k: v for k, v in locations.items() if len(v) > 0}
+    if not present:
+        return None
+    label = sorted(present)[int(rng.integers(len(present)))]
+    return [int(c) for c in present[label][int(rng.integers(len(present[label])))]]

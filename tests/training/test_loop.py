@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import types
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from tumorseg.paths import Roots
 from tumorseg.runs.checkpoint import checkpoint_path, load_checkpoint
 from tumorseg.runs.naming import run_folder_name, settings_hash
 from tumorseg.trainers.schedules import poly_lr, warmup_poly_lr
+from tumorseg.training import loop as loop_module
 from tumorseg.training.budget import fit_epochs_to_budget
 from tumorseg.training.config import LoopSettings
 from tumorseg.training.loop import Loop
@@ -123,9 +125,15 @@ def test_slice_configurations_train(tiny_roots: Roots, configuration: str) -> No
     assert any(not torch.equal(before[k], v) for k, v in loop.network.state_dict().items())
 
 
-def test_short_time_budget_shortens_epochs_so_the_schedule_decays(tiny_roots: Roots) -> None:
+def test_short_time_budget_shortens_epochs_so_the_schedule_decays(
+    tiny_roots: Roots, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # 250-step epochs would not fit a 3 s budget even once; epoch 0 must end early and later
-    # epochs keep its length, so the LR schedule runs over several epochs.
+    # epochs keep its length, so the LR schedule runs over several epochs. The loop's clock
+    # advances 100 ms per reading, so the outcome does not depend on the machine's load.
+    ticks = itertools.count()
+    clock = types.SimpleNamespace(perf_counter=lambda: next(ticks) * 0.1)
+    monkeypatch.setattr(loop_module, "time", clock)
     values = {"iterations_per_epoch": 250, "time_budget_s": 3.0, "num_workers": 0, "augment": False}
     loop = Loop(prepare_run(tiny_roots, "1", "3d_fullres", 0, loop_values=values), echo=False)
     loop.fit()

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from tumorseg.data.convert.common import verify_voxels
 from tumorseg.data.dataset_json import DatasetJson
 from tumorseg.data.io import Geometry, read_geometry, read_image
 from tumorseg.data.raw_dataset import RawCase, RawDataset
@@ -107,13 +106,10 @@ def _read(path: Path, problems: list[str]) -> tuple[np.ndarray, Geometry] | None
     if not path.is_file():
         return None
     try:
-        array, geometry = read_image(path)
-        nonfinite = verify_voxels(path, array)  # truncation / NaN that SimpleITK hides
+        array, geometry = read_image(path)  # also catches truncation and NaN/Inf voxels
     except TumorsegError as exc:
         problems.append(str(exc))
         return None
-    if nonfinite:
-        problems.append(f"{path}: {nonfinite} NaN/Inf voxels; fix or re-export the image")
     if array.ndim != 3:
         problems.append(
             f"{path}: not a 3D image (array shape {array.shape}); store one 3D file per channel"

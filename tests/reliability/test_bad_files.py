@@ -1,0 +1,218 @@
+"""Bad image and label files through the public commands: one clean line naming the file.
+
+Truncated or corrupt NIfTI files (SimpleITK alone reads a gzip cut in half as half zeros), NaN
+voxels, and the label and geometry problems ``validate`` reports, which ``plan`` and
+``preprocess`` must stop on with the same message.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.inference.tiny_run import write_raw_case, write_tiny_run
+from tests.reliability.cli import Trial, assert_clean_error, run_cli
+from tests.reliability.conftest import Workspace
+from tumorseg.data.io import Geometry, read_image, write_image
+
+CASE = "tiny_002"
+PLAN = ["plan", "1", "--device", "cpu", "-np", "1"]
+
+
+def cut_in_half(path: Path) -> Path:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return path
+
+
+def rewrite(path: Path, change) -> None:  # type: ignore[no-untyped-def]
+    array, geometry = read_image(path)
+    write_image(path, change(array), geometry)
+
+
+def image(ws: Workspace, channel: int = 1, case: str = CASE) -> Path:
+    return ws.raw_dataset / "imagesTr" / f"{case}_{channel:04d}.nii.gz"
+
+
+def label(ws: Workspace, case: str = CASE) -> Path:
+    return ws.raw_dataset / "labelsTr" / f"{case}.nii.gz"
+
+
+def planned(ws: Workspace) -> None:
+    """Plans written, nothing preprocessed yet (the setup of a `preprocess` trial)."""
+    outcome = run_cli([*PLAN, "--no-preprocess"])
+    assert outcome.exit_code == 0, outcome.describe()
+
+
+def plans_and_data(ws: Workspace) -> list[Path]:
+    """What a failed `plan` must not leave: plans, fingerprint, preprocessed cases."""
+    out = ws.preprocessed_dataset
+    return [
+        out / "tumorsegPlans.json",
+        out / "dataset_fingerprint.json",
+        out / "tumorsegPlans_fullres",
+    ]
+
+
+def float_label(array: np.ndarray) -> np.ndarray:
+    out = array.astype(np.float32)
+    out[out == 2] = 1.5
+    return out
+
+
+def undeclared_label(array: np.ndarray) -> np.ndarray:
+    out = array.copy()
+    out[out == 2] = 5
+    return out
+
+
+def with_nan(array: np.ndarray) -> np.ndarray:
+    out = array.copy()
+    out[10, 12, 12] = np.nan
+    return out
+
+
+def shifted(path: Path) -> None:
+    array, g = read_image(path)
+    write_image(path, array, Geometry(g.shape, g.spacing, (0.0, 0.0, 5.0), g.direction))
+
+
+def predict_input(ws: Workspace, damage) -> list[str]:  # type: ignore[no-untyped-def]
+    """A trained run and an input folder of two cases; ``damage`` gets case b's channel 2."""
+    write_tiny_run(ws.roots.results)
+    folder = ws.tmp / "input"
+    for seed, case in enumerate(("a", "b")):
+        write_raw_case(folder, case, seed=seed)
+    damage(folder / "b_0002.nii.gz")
+    return ["predict", "-i", str(folder), "-o", str(ws.tmp / "out"), "-d", "1", "-c",
+            "3d_fullres", "--no-tta", "-q"]  # fmt: skip
+
+
+def evaluate_folders(ws: Workspace, damage_prediction: bool) -> list[str]:
+    predictions = ws.tmp / "pred"
+    shutil.copytree(ws.raw_dataset / "labelsTr", predictions)
+    cut_in_half(
+        (predictions if damage_prediction else ws.raw_dataset / "labelsTr") / f"{CASE}.nii.gz"
+    )
+    return ["evaluate", str(predictions), str(ws.raw_dataset / "labelsTr")]
+
+
+TRUNCATED = "is truncated or corrupt"
+LABELS_5 = "label values [5] are not declared in dataset.json (declared: [0, 1, 2, 3])"
+
+TRIALS = [
+    Trial(
+        "plan-truncated-image",
+        lambda ws: [*PLAN] if cut_in_half(image(ws)) else [],
+        f"{CASE}_0001.nii.gz: {TRUNCATED}",
+        plans_and_data,
+    ),
+    Trial(
+        "plan-truncated-label",
+        lambda ws: [*PLAN] if cut_in_half(label(ws)) else [],
+        f"labelsTr/{CASE}.nii.gz: {TRUNCATED}",
+        plans_and_data,
+    ),
+    Trial(
+        "plan-parallel-truncated-image",
+        lambda ws: ["plan", "1", "--device", "cpu"] if cut_in_half(image(ws, 3)) else [],
+        f"{CASE}_0003.nii.gz: {TRUNCATED}",
+        plans_and_data,
+    ),
+    Trial(
+        "preprocess-truncated-image",
+        lambda ws: (planned(ws), cut_in_half(image(ws, 0)), ["preprocess", "1", "-np", "1"])[-1],
+        f"{CASE}_0000.nii.gz: {TRUNCATED}",
+    ),
+    Trial(
+        "plan-nan-image",
+        lambda ws: (rewrite(image(ws, 2), with_nan), PLAN)[-1],
+        f"{CASE}_0002.nii.gz: contains 1 NaN/Inf voxels",
+        plans_and_data,
+    ),
+    Trial(
+        "predict-truncated-input",
+        lambda ws: predict_input(ws, cut_in_half),
+        f"b_0002.nii.gz: {TRUNCATED}",
+        lambda ws: [ws.tmp / "out" / "b.nii.gz"],
+    ),
+    Trial(
+        "predict-nan-input",
+        lambda ws: predict_input(ws, lambda p: rewrite(p, with_nan)),
+        "b_0002.nii.gz: contains 1 NaN/Inf voxels",
+        lambda ws: [ws.tmp / "out" / "b.nii.gz"],
+    ),
+    Trial(
+        "evaluate-truncated-prediction",
+        lambda ws: evaluate_folders(ws, damage_prediction=True),
+        f"pred/{CASE}.nii.gz: {TRUNCATED}",
+        lambda ws: [ws.tmp / "pred" / "summary.json"],
+    ),
+    Trial(
+        "evaluate-truncated-reference",
+        lambda ws: evaluate_folders(ws, damage_prediction=False),
+        f"labelsTr/{CASE}.nii.gz: {TRUNCATED}",
+        lambda ws: [ws.tmp / "pred" / "summary.json"],
+    ),
+    Trial(
+        "plan-undeclared-label",
+        lambda ws: (rewrite(label(ws), undeclared_label), PLAN)[-1],
+        f"labelsTr/{CASE}.nii.gz: {LABELS_5}",
+        plans_and_data,
+    ),
+    Trial(
+        "plan-float-label",
+        lambda ws: (rewrite(label(ws), float_label), PLAN)[-1],
+        f"labelsTr/{CASE}.nii.gz: label values [1.5] are not declared in dataset.json",
+        plans_and_data,
+    ),
+    Trial(
+        "preprocess-undeclared-label",
+        lambda ws: (planned(ws), rewrite(label(ws), undeclared_label), ["preprocess", "1"])[-1],
+        f"labelsTr/{CASE}.nii.gz: {LABELS_5}",
+    ),
+    Trial(
+        "preprocess-float-label",
+        lambda ws: (planned(ws), rewrite(label(ws), float_label), ["preprocess", "1", "-np", "1"])[
+            -1
+        ],
+        f"labelsTr/{CASE}.nii.gz: label values [1.5] are not declared in dataset.json",
+    ),
+    Trial(
+        "plan-label-on-another-grid",
+        lambda ws: (shifted(label(ws)), PLAN)[-1],
+        f"labelsTr/{CASE}.nii.gz: geometry differs from {CASE}_0000.nii.gz (origin",
+        plans_and_data,
+    ),
+    Trial(
+        "preprocess-channel-on-another-grid",
+        lambda ws: (planned(ws), shifted(image(ws, 3)), ["preprocess", "1", "-np", "1"])[-1],
+        f"{CASE}_0003.nii.gz: geometry differs from {CASE}_0000.nii.gz (origin",
+    ),
+]
+
+
+@pytest.mark.parametrize("trial", TRIALS, ids=[t.name for t in TRIALS])
+def test_bad_file_is_one_clean_line(workspace: Workspace, trial: Trial) -> None:
+    trial.check(workspace)
+
+
+@pytest.mark.parametrize("damage", ["undeclared", "float"])
+def test_plan_stops_with_the_message_of_validate(workspace: Workspace, damage: str) -> None:
+    """`plan` and `validate` report a bad label file with the same line."""
+    rewrite(label(workspace), undeclared_label if damage == "undeclared" else float_label)
+    validate = run_cli(["validate", "1"])
+    assert validate.exit_code != 0
+    line = assert_clean_error(run_cli(PLAN), f"labelsTr/{CASE}.nii.gz")
+    assert line in validate.stdout + validate.stderr
+
+
+def test_preprocessed_labels_keep_only_declared_values(workspace: Workspace) -> None:
+    """The good dataset preprocesses; its stored labels hold only declared values."""
+    outcome = run_cli(PLAN)
+    assert outcome.exit_code == 0, outcome.describe()
+    folder = workspace.preprocessed_dataset / "tumorsegPlans_fullres"
+    for seg in folder.glob("*_seg.npy"):
+        assert set(np.unique(np.load(seg)).tolist()) <= {0, 1, 2, 3}

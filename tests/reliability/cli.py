@@ -96,3 +96,20 @@ class Trial:
         written = [path for path in self.unwritten(workspace) if path.exists()]
         assert not written, f"written although the command failed: {written}"
         return line
+
+
+def after(
+    damage: Callable[[Any], object],
+    args: Sequence[str],
+    setup: Callable[[Any], object] | None = None,
+) -> Callable[[Any], list[str]]:
+    """A ``Trial.prepare``: ``setup`` the workspace (e.g. plan the good data), apply ``damage``,
+    then run ``tumorseg ARGS``."""
+
+    def prepare(workspace: Any) -> list[str]:
+        if setup is not None:
+            setup(workspace)
+        damage(workspace)
+        return list(args)
+
+    return prepare

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.inference.tiny_run import write_raw_case, write_tiny_run
-from tests.reliability.cli import Trial, assert_clean_error, run_cli
+from tests.reliability.cli import Trial, after, assert_clean_error, run_cli
 from tests.reliability.conftest import Workspace
 from tumorseg.data.io import Geometry, read_image, write_image
 
@@ -22,9 +22,8 @@ CASE = "tiny_002"
 PLAN = ["plan", "1", "--device", "cpu", "-np", "1"]
 
 
-def cut_in_half(path: Path) -> Path:
+def cut_in_half(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    return path
 
 
 def rewrite(path: Path, change) -> None:  # type: ignore[no-untyped-def]
@@ -102,96 +101,51 @@ def evaluate_folders(ws: Workspace, damage_prediction: bool) -> list[str]:
 TRUNCATED = "is truncated or corrupt"
 LABELS_5 = "label values [5] are not declared in dataset.json (declared: [0, 1, 2, 3])"
 
+PREPROCESS = ["preprocess", "1", "-np", "1"]
+TRUNCATED = "is truncated or corrupt"
+LABELS_5 = "label values [5] are not declared in dataset.json (declared: [0, 1, 2, 3])"
+LABELS_FLOAT = "label values [1.5] are not declared in dataset.json"
+
 TRIALS = [
-    Trial(
-        "plan-truncated-image",
-        lambda ws: [*PLAN] if cut_in_half(image(ws)) else [],
-        f"{CASE}_0001.nii.gz: {TRUNCATED}",
-        plans_and_data,
-    ),
-    Trial(
-        "plan-truncated-label",
-        lambda ws: [*PLAN] if cut_in_half(label(ws)) else [],
-        f"labelsTr/{CASE}.nii.gz: {TRUNCATED}",
-        plans_and_data,
-    ),
-    Trial(
-        "plan-parallel-truncated-image",
-        lambda ws: ["plan", "1", "--device", "cpu"] if cut_in_half(image(ws, 3)) else [],
-        f"{CASE}_0003.nii.gz: {TRUNCATED}",
-        plans_and_data,
-    ),
-    Trial(
-        "preprocess-truncated-image",
-        lambda ws: (planned(ws), cut_in_half(image(ws, 0)), ["preprocess", "1", "-np", "1"])[-1],
-        f"{CASE}_0000.nii.gz: {TRUNCATED}",
-    ),
-    Trial(
-        "plan-nan-image",
-        lambda ws: (rewrite(image(ws, 2), with_nan), PLAN)[-1],
-        f"{CASE}_0002.nii.gz: contains 1 NaN/Inf voxels",
-        plans_and_data,
-    ),
-    Trial(
-        "predict-truncated-input",
-        lambda ws: predict_input(ws, cut_in_half),
-        f"b_0002.nii.gz: {TRUNCATED}",
-        lambda ws: [ws.tmp / "out" / "b.nii.gz"],
-    ),
-    Trial(
-        "predict-nan-input",
-        lambda ws: predict_input(ws, lambda p: rewrite(p, with_nan)),
-        "b_0002.nii.gz: contains 1 NaN/Inf voxels",
-        lambda ws: [ws.tmp / "out" / "b.nii.gz"],
-    ),
-    Trial(
-        "evaluate-truncated-prediction",
-        lambda ws: evaluate_folders(ws, damage_prediction=True),
-        f"pred/{CASE}.nii.gz: {TRUNCATED}",
-        lambda ws: [ws.tmp / "pred" / "summary.json"],
-    ),
-    Trial(
-        "evaluate-truncated-reference",
-        lambda ws: evaluate_folders(ws, damage_prediction=False),
-        f"labelsTr/{CASE}.nii.gz: {TRUNCATED}",
-        lambda ws: [ws.tmp / "pred" / "summary.json"],
-    ),
-    Trial(
-        "plan-undeclared-label",
-        lambda ws: (rewrite(label(ws), undeclared_label), PLAN)[-1],
-        f"labelsTr/{CASE}.nii.gz: {LABELS_5}",
-        plans_and_data,
-    ),
-    Trial(
-        "plan-float-label",
-        lambda ws: (rewrite(label(ws), float_label), PLAN)[-1],
-        f"labelsTr/{CASE}.nii.gz: label values [1.5] are not declared in dataset.json",
-        plans_and_data,
-    ),
-    Trial(
-        "preprocess-undeclared-label",
-        lambda ws: (planned(ws), rewrite(label(ws), undeclared_label), ["preprocess", "1"])[-1],
-        f"labelsTr/{CASE}.nii.gz: {LABELS_5}",
-    ),
-    Trial(
-        "preprocess-float-label",
-        lambda ws: (planned(ws), rewrite(label(ws), float_label), ["preprocess", "1", "-np", "1"])[
-            -1
-        ],
-        f"labelsTr/{CASE}.nii.gz: label values [1.5] are not declared in dataset.json",
-    ),
-    Trial(
-        "plan-label-on-another-grid",
-        lambda ws: (shifted(label(ws)), PLAN)[-1],
-        f"labelsTr/{CASE}.nii.gz: geometry differs from {CASE}_0000.nii.gz (origin",
-        plans_and_data,
-    ),
-    Trial(
-        "preprocess-channel-on-another-grid",
-        lambda ws: (planned(ws), shifted(image(ws, 3)), ["preprocess", "1", "-np", "1"])[-1],
-        f"{CASE}_0003.nii.gz: geometry differs from {CASE}_0000.nii.gz (origin",
-    ),
-]
+    # Truncated (cut in half) and NaN files: read by every command that reads NIfTI.
+    Trial("plan-truncated-image", after(lambda ws: cut_in_half(image(ws)), PLAN),
+          f"{CASE}_0001.nii.gz: {TRUNCATED}", plans_and_data),
+    Trial("plan-truncated-label", after(lambda ws: cut_in_half(label(ws)), PLAN),
+          f"labelsTr/{CASE}.nii.gz: {TRUNCATED}", plans_and_data),
+    Trial("plan-2-processes-truncated-image",
+          after(lambda ws: cut_in_half(image(ws, 3)), ["plan", "1", "--device", "cpu"]),
+          f"{CASE}_0003.nii.gz: {TRUNCATED}", plans_and_data),
+    Trial("preprocess-truncated-image",
+          after(lambda ws: cut_in_half(image(ws, 0)), PREPROCESS, setup=planned),
+          f"{CASE}_0000.nii.gz: {TRUNCATED}"),
+    Trial("plan-nan-image", after(lambda ws: rewrite(image(ws, 2), with_nan), PLAN),
+          f"{CASE}_0002.nii.gz: contains 1 NaN/Inf voxels", plans_and_data),
+    Trial("predict-truncated-input", lambda ws: predict_input(ws, cut_in_half),
+          f"b_0002.nii.gz: {TRUNCATED}", lambda ws: [ws.tmp / "out" / "b.nii.gz"]),
+    Trial("predict-nan-input", lambda ws: predict_input(ws, lambda p: rewrite(p, with_nan)),
+          "b_0002.nii.gz: contains 1 NaN/Inf voxels", lambda ws: [ws.tmp / "out" / "b.nii.gz"]),
+    Trial("evaluate-truncated-prediction", lambda ws: evaluate_folders(ws, True),
+          f"pred/{CASE}.nii.gz: {TRUNCATED}", lambda ws: [ws.tmp / "pred" / "summary.json"]),
+    Trial("evaluate-truncated-reference", lambda ws: evaluate_folders(ws, False),
+          f"labelsTr/{CASE}.nii.gz: {TRUNCATED}", lambda ws: [ws.tmp / "pred" / "summary.json"]),
+    # The label and grid checks of `validate`, which `plan` and `preprocess` make too.
+    Trial("plan-undeclared-label", after(lambda ws: rewrite(label(ws), undeclared_label), PLAN),
+          f"labelsTr/{CASE}.nii.gz: {LABELS_5}", plans_and_data),
+    Trial("plan-float-label", after(lambda ws: rewrite(label(ws), float_label), PLAN),
+          f"labelsTr/{CASE}.nii.gz: {LABELS_FLOAT}", plans_and_data),
+    Trial("preprocess-2-processes-undeclared-label",
+          after(lambda ws: rewrite(label(ws), undeclared_label), ["preprocess", "1"], planned),
+          f"labelsTr/{CASE}.nii.gz: {LABELS_5}"),
+    Trial("preprocess-float-label",
+          after(lambda ws: rewrite(label(ws), float_label), PREPROCESS, planned),
+          f"labelsTr/{CASE}.nii.gz: {LABELS_FLOAT}"),
+    Trial("plan-label-on-another-grid", after(lambda ws: shifted(label(ws)), PLAN),
+          f"labelsTr/{CASE}.nii.gz: geometry differs from {CASE}_0000.nii.gz (origin",
+          plans_and_data),
+    Trial("preprocess-channel-on-another-grid",
+          after(lambda ws: shifted(image(ws, 3)), PREPROCESS, planned),
+          f"{CASE}_0003.nii.gz: geometry differs from {CASE}_0000.nii.gz (origin"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("trial", TRIALS, ids=[t.name for t in TRIALS])

@@ -27,6 +27,7 @@ import numpy as np
 
 from tumorseg.errors import TumorsegError, bad_file
 
+_inflate_module: ModuleType | None
 try:
     from isal import isal_zlib as _inflate_module  # ISA-L: same API as zlib, about twice as fast
 except ImportError:  # pragma: no cover - isal is a dependency; zlib keeps working without it

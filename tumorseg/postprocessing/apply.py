@@ -11,7 +11,7 @@ import numpy as np
 from tumorseg.constants import LabelConvention
 from tumorseg.errors import TumorsegError, bad_file
 from tumorseg.evaluation.regions import ConventionChoice, label_mapping, map_labels
-from tumorseg.postprocessing.rules import apply_postprocessing
+from tumorseg.postprocessing.rules import apply_postprocessing, step_problem
 
 
 def read_decision(path: Path) -> dict[str, Any]:
@@ -31,6 +31,11 @@ def read_decision(path: Path) -> dict[str, Any]:
         data = data["postprocessing"]
     if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
         raise bad_file(path, "has no 'steps' list", "give a decision written by tumorseg")
+    for index, step in enumerate(data["steps"]):
+        if (problem := step_problem(step, f"steps[{index}]")) is not None:
+            raise bad_file(
+                path, problem, "fix the decision or re-run 'tumorseg postprocess determine'"
+            )
     return data
 
 

@@ -7,6 +7,7 @@ voxels, and the label and geometry problems ``validate`` reports, which ``plan``
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -98,10 +99,29 @@ def evaluate_folders(ws: Workspace, damage_prediction: bool) -> list[str]:
     return ["evaluate", str(predictions), str(ws.raw_dataset / "labelsTr")]
 
 
-TRUNCATED = "is truncated or corrupt"
-LABELS_5 = "label values [5] are not declared in dataset.json (declared: [0, 1, 2, 3])"
-
 PREPROCESS = ["preprocess", "1", "-np", "1"]
+
+
+def postprocess_input(ws: Workspace) -> list[str]:
+    folder = ws.tmp / "pred"
+    shutil.copytree(ws.raw_dataset / "labelsTr", folder)
+    cut_in_half(folder / f"{CASE}.nii.gz")
+    return ["postprocess", "apply", "-i", str(folder), "-o", str(ws.tmp / "out"), "--preset",
+            "pairing"]  # fmt: skip
+
+
+def non_binary_target(ws: Workspace) -> None:
+    """Declare a recurrence target; case CASE's holds the value 2."""
+    dataset_json = ws.raw_dataset / "dataset.json"
+    data = json.loads(dataset_json.read_text())
+    data["targets"] = {"recurrence": "recurrenceTr"}
+    dataset_json.write_text(json.dumps(data))
+    for path in sorted((ws.raw_dataset / "labelsTr").glob("*.nii.gz")):
+        array, geometry = read_image(path)
+        mask = (array > 0).astype(np.uint8) * (2 if path.name == f"{CASE}.nii.gz" else 1)
+        write_image(ws.raw_dataset / "recurrenceTr" / path.name, mask, geometry)
+
+
 TRUNCATED = "is truncated or corrupt"
 LABELS_5 = "label values [5] are not declared in dataset.json (declared: [0, 1, 2, 3])"
 LABELS_FLOAT = "label values [1.5] are not declared in dataset.json"
@@ -128,6 +148,8 @@ TRIALS = [
           f"pred/{CASE}.nii.gz: {TRUNCATED}", lambda ws: [ws.tmp / "pred" / "summary.json"]),
     Trial("evaluate-truncated-reference", lambda ws: evaluate_folders(ws, False),
           f"labelsTr/{CASE}.nii.gz: {TRUNCATED}", lambda ws: [ws.tmp / "pred" / "summary.json"]),
+    Trial("postprocess-truncated-input", postprocess_input, f"pred/{CASE}.nii.gz: {TRUNCATED}",
+          lambda ws: [ws.tmp / "out" / f"{CASE}.nii.gz"]),
     # The label and grid checks of `validate`, which `plan` and `preprocess` make too.
     Trial("plan-undeclared-label", after(lambda ws: rewrite(label(ws), undeclared_label), PLAN),
           f"labelsTr/{CASE}.nii.gz: {LABELS_5}", plans_and_data),
@@ -139,6 +161,9 @@ TRIALS = [
     Trial("preprocess-float-label",
           after(lambda ws: rewrite(label(ws), float_label), PREPROCESS, planned),
           f"labelsTr/{CASE}.nii.gz: {LABELS_FLOAT}"),
+    Trial("plan-target-not-binary", after(non_binary_target, PLAN),
+          f"recurrenceTr/{CASE}.nii.gz: recurrence target is not binary (values [2])",
+          lambda ws: [ws.preprocessed_dataset / "tumorsegPlans_fullres" / f"{CASE}.npy"]),
     Trial("plan-label-on-another-grid", after(lambda ws: shifted(label(ws)), PLAN),
           f"labelsTr/{CASE}.nii.gz: geometry differs from {CASE}_0000.nii.gz (origin",
           plans_and_data),

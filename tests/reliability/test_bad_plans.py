@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.inference.tiny_run import write_raw_case, write_tiny_run
 from tests.reliability.cli import Trial, run_cli
 from tests.reliability.conftest import Workspace
 from tests.training.tiny_preprocessed import write_tiny_preprocessed
@@ -28,20 +29,47 @@ def plans_path(ws: Workspace) -> Path:
     return ws.preprocessed_dataset / "tumorsegPlans.json"
 
 
-def edited(field: str, value: Any, args: list[str] = TRAIN):  # type: ignore[no-untyped-def]
-    """A ``prepare``: a preprocessed dataset whose plans have ``field`` (dotted) set to
-    ``value``; ``value`` may be a function of the old value."""
+def set_field(data: dict[str, Any], field: str, value: Any) -> None:
+    """Set the dotted ``field`` of ``data``; ``value`` may be a function of the old value."""
+    *parents, key = field.split(".")
+    node = data
+    for part in parents:
+        node = node[part]
+    node[key] = value(node[key]) if callable(value) else value
+
+
+def edit_json(path: Path, changes: dict[str, Any]) -> None:
+    data = json.loads(path.read_text())
+    for field, value in changes.items():
+        set_field(data, field, value)
+    path.write_text(json.dumps(data))
+
+
+def edited_many(changes: dict[str, Any], args: list[str] = TRAIN):  # type: ignore[no-untyped-def]
+    """A ``prepare``: a preprocessed dataset whose plans have the dotted fields of ``changes``
+    set, then ``tumorseg ARGS``."""
 
     def prepare(ws: Workspace) -> list[str]:
         write_tiny_preprocessed(ws.roots, with_raw=False)
-        data = json.loads(plans_path(ws).read_text())
-        *parents, key = field.split(".")
-        node = data
-        for part in parents:
-            node = node[int(part)] if isinstance(node, list) else node[part]
-        node[key] = value(node[key]) if callable(value) else value
-        plans_path(ws).write_text(json.dumps(data))
+        edit_json(plans_path(ws), changes)
         return list(args)
+
+    return prepare
+
+
+def edited(field: str, value: Any, args: list[str] = TRAIN):  # type: ignore[no-untyped-def]
+    return edited_many({field: value}, args)
+
+
+def predict_with_run_plans(changes: dict[str, Any]):  # type: ignore[no-untyped-def]
+    """A ``prepare``: a trained run whose stored plans.json is edited, then `predict`."""
+
+    def prepare(ws: Workspace) -> list[str]:
+        run = write_tiny_run(ws.roots.results)
+        edit_json(run / "plans.json", changes)
+        write_raw_case(ws.tmp / "input", "a")
+        return ["predict", "-i", str(ws.tmp / "input"), "-o", str(ws.tmp / "out"), "-d", "1",
+                "-c", "3d_fullres", "--no-tta", "-q"]  # fmt: skip
 
     return prepare
 
@@ -92,6 +120,10 @@ TRIALS = [
           "normalization has 3 entries for 4 channels", no_run),
     Trial("three-channels", edited("channel_names", lambda c: c[:3]),
           "normalization has 4 entries for 3 channels (channel_names)", no_run),
+    Trial("three-channels-consistently",
+          edited_many({"channel_names": lambda c: c[:3], "normalization": lambda n: n[:3]}),
+          "channel_names ['T1', 'T1c', 'T2'] differ from dataset.json's "
+          "['T1', 'T1c', 'T2', 'FLAIR']", no_run),
     Trial("renamed-channels", edited("channel_names", ["T1", "T1c", "FLAIR", "T2"]),
           "channel_names ['T1', 'T1c', 'FLAIR', 'T2'] differ from dataset.json's "
           "['T1', 'T1c', 'T2', 'FLAIR']", no_run),
@@ -114,6 +146,14 @@ TRIALS = [
           "memory_budget_gb must be a number (found 'lots')", no_run),
     Trial("configurations-a-list", edited("configurations", []),
           "configurations must be an object", no_run),
+    Trial("predict-run-plans-unknown-normalization",
+          predict_with_run_plans({"normalization": lambda n: [*n[:3], "minmax"]}),
+          "plans.json: normalization[3] is 'minmax', not a known scheme",
+          lambda ws: [ws.tmp / "out" / "a.nii.gz"]),
+    Trial("predict-run-plans-negative-patch",
+          predict_with_run_plans({f"{CONFIG}.patch_size": [8, -8, 8]}),
+          f"plans.json: {CONFIG}.patch_size must be 3 positive integers",
+          lambda ws: [ws.tmp / "out" / "a.nii.gz"]),
     Trial("unknown-network", edited(f"{TOPOLOGY}.network", "transformer"),
           "unknown network 'transformer'", no_run),
 ]  # fmt: skip
@@ -122,9 +162,11 @@ TRIALS = [
 @pytest.mark.parametrize("trial", TRIALS, ids=[t.name for t in TRIALS])
 def test_bad_plans_are_one_clean_line(workspace: Workspace, trial: Trial) -> None:
     line = trial.check(workspace)
-    if trial.name != "unknown-network":  # named when the network is built, as 'topology.network'
+    if trial.name == "unknown-network":  # named when the network is built: 'topology.network'
+        return
+    if not trial.name.startswith("predict"):
         assert line.startswith(f"{plans_path(workspace)}: "), line
-        assert line.endswith(FIX), line
+    assert line.endswith(FIX), line
 
 
 def test_the_good_plans_train(workspace: Workspace) -> None:

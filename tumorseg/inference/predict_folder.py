@@ -18,7 +18,7 @@ from tumorseg.constants import DEFAULT_PLANS_NAME
 from tumorseg.data.dataset_json import DatasetJson
 from tumorseg.data.io import Geometry, read_channels, read_geometry
 from tumorseg.data.labels import LabelManager
-from tumorseg.errors import TumorsegError
+from tumorseg.errors import OutputError, TumorsegError
 from tumorseg.inference.export import (
     is_finished,
     prediction_path,
@@ -60,8 +60,9 @@ def read_case_images(case: InputCase) -> tuple[list[np.ndarray], Geometry]:
     return read_channels([path for path in case.images if path is not None])
 
 
-def _already_done(case: InputCase, path: Path) -> bool:
-    """True when ``path`` holds a complete label map on the grid of ``case``'s images."""
+def _already_done(case: InputCase, path: Path, probabilities: Path | None = None) -> bool:
+    """True when ``path`` holds a complete label map on the grid of ``case``'s images (and
+    ``probabilities``, if given, the case's complete ``CASE.npz``)."""
     if not path.is_file() or case.problem:
         return False
     first = next((p for p in case.images if p is not None), None)
@@ -71,7 +72,7 @@ def _already_done(case: InputCase, path: Path) -> bool:
         shape = read_geometry(first).shape
     except TumorsegError:
         return False
-    return is_finished(path, shape)
+    return is_finished(path, shape, probabilities)
 
 
 def predict_folder(
@@ -100,7 +101,8 @@ def predict_folder(
     prepare_folder(output, LabelManager.from_dataset_json(dataset_json))
     bar = tqdm(cases, desc="predict", unit="case", disable=not progress, file=sys.stderr)
     for case in bar:
-        if _already_done(case, prediction_path(output, case.case_id, dataset_json)):
+        npz = output / f"{case.case_id}.npz" if save_probabilities else None
+        if _already_done(case, prediction_path(output, case.case_id, dataset_json), npz):
             report.skipped.append(case.case_id)
             continue
         bar.set_postfix_str(case.case_id)
@@ -117,6 +119,8 @@ def predict_folder(
                 save_probabilities=save_probabilities,
                 postprocessing=postprocessing,
             )
+        except OutputError:
+            raise  # a full disk or read-only folder fails every later case the same way
         except TumorsegError as exc:
             report.failed[case.case_id] = str(exc)
             tqdm.write(f"error: {case.case_id}: {exc}", file=sys.stderr)

@@ -7,7 +7,7 @@ so ``torch.load(path, weights_only=True)`` always works and a checkpoint can nev
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -24,10 +24,36 @@ def checkpoint_path(fold_folder: Path, which: str) -> Path:
     return Path(which)
 
 
+class _RecordingFile:
+    """A file whose failed writes are remembered: ``torch.save`` turns the ``OSError`` of a full
+    disk into a ``RuntimeError`` without an errno ("unexpected pos ..."), which says nothing."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically: an interrupted write never replaces a good file."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    """Write ``state`` to ``path`` atomically: an interrupted write never replaces a good file,
+    and a full disk is a one-line error naming ``path``."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        recording = _RecordingFile(handle)
+        try:
+            torch.save(state, recording)  # type: ignore[arg-type]
+        except RuntimeError:
+            if recording.error is not None:
+                raise recording.error from None  # atomic_path names the file
+            raise
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

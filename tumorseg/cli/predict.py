@@ -23,6 +23,7 @@ from tumorseg.cli.common import (
     ResultsOption,
     TrainerOption,
     resolve_device,
+    start_output_folder,
 )
 from tumorseg.constants import DEFAULT_PLANS_NAME
 
@@ -105,6 +106,7 @@ def predict(
 
     from tumorseg.inference.predict_folder import predict_with_run
 
+    start_output_folder(output)
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     decision = None
@@ -152,6 +154,14 @@ def ensemble(
     save_probabilities: Annotated[
         bool, typer.Option("--save-probabilities", help="Also write the averaged CASE.npz.")
     ] = False,
+    allow_missing: Annotated[
+        bool,
+        typer.Option(
+            "--allow-missing",
+            help="Ensemble only the cases every input has (with a warning naming the others) "
+            "instead of failing when the inputs hold different cases.",
+        ),
+    ] = False,
     raw: RawOption = DEFAULT_RAW,
     results: ResultsOption = DEFAULT_RESULTS,
 ) -> None:
@@ -159,11 +169,17 @@ def ensemble(
     from tumorseg.inference.ensemble import ensemble_folders
     from tumorseg.runs.locate import dataset_json_for
 
+    start_output_folder(output)
     dataset_json = dataset_json_for(
         dataset, raw.expanduser().resolve(), results.expanduser().resolve()
     )
     written = ensemble_folders(
-        list(inputs), output, dataset_json, save_probabilities=save_probabilities
+        list(inputs),
+        output,
+        dataset_json,
+        save_probabilities=save_probabilities,
+        allow_missing=allow_missing,
+        warn=lambda line: typer.secho(f"warning: {line}", err=True),
     )
     typer.echo(f"{len(written)} case(s) ensembled -> {output}")
 
@@ -185,7 +201,11 @@ def export_model(
     """Write a trained run (plans, dataset.json, settings, checkpoints) as one zip to share."""
     from tumorseg.inference.model_sharing import export_model as export
     from tumorseg.runs.locate import find_fold_folders
+    from tumorseg.utils.outputs import check_output_file
+    from tumorseg.utils.temporaries import remove_stale_temporaries
 
+    check_output_file(output)
+    remove_stale_temporaries(output.parent)
     names = [c.value for c in checkpoint] if checkpoint else ["final"]
     fold_paths = find_fold_folders(
         results.expanduser().resolve(), dataset, configuration, trainer, plans, run, folds, names[0]
@@ -201,10 +221,11 @@ def install_model(
     ] = False,
     results: ResultsOption = DEFAULT_RESULTS,
 ) -> None:
-    """Install a shared model zip into the results root (checked: no unsafe paths or pickles)."""
+    """Install a shared model zip into the results root: only the files its manifest lists,
+    checked (no unsafe paths, no pickled code, a size limit per file)."""
     from tumorseg.inference.model_sharing import install_model as install
 
-    target = install(zip_file, results.expanduser().resolve(), overwrite=overwrite)
+    target = install(zip_file, results.expanduser().resolve(), overwrite=overwrite, note=typer.echo)
     typer.echo(f"installed -> {target}")
 
 

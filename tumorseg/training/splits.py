@@ -18,6 +18,7 @@ import numpy as np
 
 from tumorseg.constants import NUM_FOLDS
 from tumorseg.errors import bad_file
+from tumorseg.utils.temporaries import owner_tag
 
 SPLITS_FILE = "splits_final.json"
 SPLITS_SEED = 12345
@@ -66,7 +67,9 @@ def load_or_create_splits(
     """
     path = dataset_folder / SPLITS_FILE
     if not path.is_file():
-        fd, name = tempfile.mkstemp(prefix=f".{SPLITS_FILE}.", suffix=".tmp", dir=dataset_folder)
+        fd, name = tempfile.mkstemp(
+            prefix=f".{SPLITS_FILE}.{owner_tag()}.", suffix=".tmp", dir=dataset_folder
+        )
         tmp = Path(name)
         try:
             with os.fdopen(fd, "w") as handle:

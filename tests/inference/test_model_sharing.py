@@ -152,7 +152,8 @@ def test_a_listed_file_missing_or_over_its_limit_is_one_line(
         install_model(archive, tmp_path / "results")
     big = _zip_with(tmp_path / "big.zip", f"{DATASET}/{RUN}/dataset.json", b"{}" + b" " * 4096)
     monkeypatch.setitem(model_sharing._SIZE_LIMITS, ".json", 1024)
-    with pytest.raises(TumorsegError, match=r"dataset\.json' is 4098 bytes, over the 1024 bytes limit for \.json files"):
+    over = r"dataset\.json' is 4098 bytes, over the 1024 bytes limit for \.json files"
+    with pytest.raises(TumorsegError, match=over):
         install_model(big, tmp_path / "results")
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").rglob("*"))
 

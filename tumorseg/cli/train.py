@@ -127,8 +127,8 @@ def train(
         parse_set_values(settings or []),
         loop_values,
     )
-    from tumorseg.training.stops import TrainingInterrupted
     from tumorseg.training.loop import train as train_run
+    from tumorseg.training.stops import TrainingInterrupted
 
     try:
         folder = train_run(run, resume=resume)

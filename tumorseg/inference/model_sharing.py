@@ -229,8 +229,7 @@ def install_model(
     ``weights_only=True``, and when the run exists (unless ``overwrite``). Staging folders of
     killed installs are removed first.
     """
-    import torch
-
+    from tumorseg.runs.checkpoint import load_plain, refusal_reason
     from tumorseg.utils.temporaries import remove_stale_temporaries
 
     zip_path = Path(zip_path)
@@ -257,12 +256,12 @@ def install_model(
                 _extract(archive, info, staging.joinpath(*inner.parts))
             for checkpoint in sorted(staging.glob("fold_*/checkpoint_*.pt")):
                 try:
-                    torch.load(checkpoint, map_location="cpu", weights_only=True)
+                    load_plain(checkpoint)
                 except Exception as exc:  # any failure means the file is not plain weights
                     raise bad_file(
                         zip_path,
                         f"{checkpoint.relative_to(staging)} does not load as plain weights "
-                        f"({type(exc).__name__})",
+                        f"({refusal_reason(exc)})",
                         _UNTRUSTED,
                     ) from None
             if target.exists():

@@ -6,6 +6,8 @@ so ``torch.load(path, weights_only=True)`` always works and a checkpoint can nev
 
 from __future__ import annotations
 
+import pickle
+import warnings
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -56,18 +58,35 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
             raise
 
 
+def load_plain(path: Path, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` without torch's warnings (a foreign pickle makes
+    it print several lines; the caller's one-line error says what matters)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def refusal_reason(exc: Exception) -> str:
+    """Why ``load_plain`` refused a file, in a few words."""
+    if isinstance(exc, pickle.UnpicklingError):
+        # torch's own text invites loading the file without weights_only: never do that.
+        return "it holds pickled Python objects, which could run code and are never loaded"
+    reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+    return f"truncated or not a checkpoint: {reason}"
+
+
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by ``save_checkpoint``; a missing or corrupt file is one line."""
+    """Load a checkpoint written by ``save_checkpoint``; a missing or corrupt file, or one that
+    carries pickled code, is one line."""
     path = Path(path)
     if not path.is_file():
         raise bad_file(path, "checkpoint not found", "check the path or train the fold first")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = load_plain(path, map_location)
     except Exception as exc:  # torch raises many types for truncated/foreign files
-        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise bad_file(
             path,
-            f"is not a readable checkpoint ({reason})",
+            f"is not a readable checkpoint ({refusal_reason(exc)})",
             "delete it and train again, or pick another",
         ) from None
     if not isinstance(state, dict) or "network" not in state:

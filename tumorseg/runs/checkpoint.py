@@ -68,10 +68,13 @@ def load_plain(path: Path, map_location: str | torch.device = "cpu") -> Any:
 
 def refusal_reason(exc: Exception) -> str:
     """Why ``load_plain`` refused a file, in a few words."""
-    if isinstance(exc, pickle.UnpicklingError):
+    text = str(exc)
+    if "Unsupported global" in text:
         # torch's own text invites loading the file without weights_only: never do that.
         return "it holds pickled Python objects, which could run code and are never loaded"
-    reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+    if isinstance(exc, pickle.UnpicklingError):
+        return "not a checkpoint of plain tensors"
+    reason = text.splitlines()[0][:120] if text else type(exc).__name__
     return f"truncated or not a checkpoint: {reason}"
 
 

@@ -102,11 +102,11 @@ def predict(
     recorded in the output folder's labels.json; cases already in the output folder are
     skipped, so an interrupted run can be resumed.
     """
+    start_output_folder(output)  # before the slow imports: a bad -o fails at once
     import torch
 
     from tumorseg.inference.predict_folder import predict_with_run
 
-    start_output_folder(output)
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     decision = None

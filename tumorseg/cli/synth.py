@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from tumorseg.cli.common import DEFAULT_RAW, RawOption
+from tumorseg.data.synthetic.difficulty import DEFAULT_DIFFICULTY, Difficulty
 
 
 def synth(
@@ -34,6 +35,17 @@ def synth(
     healthy: Annotated[
         int, typer.Option("--healthy", min=0, help="Number of healthy subjects (healthyTr).")
     ] = 0,
+    difficulty: Annotated[
+        Difficulty,
+        typer.Option(
+            "--difficulty",
+            help=(
+                "realistic: fading infiltrative edema, multifocal tumours, cysts, haemorrhage, "
+                "look-alike lesions and vessels, scanner variability, thick-slice FLAIR; "
+                "basic: the first, cleaner generator."
+            ),
+        ),
+    ] = DEFAULT_DIFFICULTY,
     force: Annotated[
         bool, typer.Option("--force", help="Replace a dataset with the same id.")
     ] = False,
@@ -57,6 +69,7 @@ def synth(
         seed=seed,
         longitudinal=longitudinal,
         n_healthy=healthy,
+        difficulty=difficulty,
         num_processes=num_processes,
         force=force,
         log=typer.echo,

@@ -131,6 +131,8 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Pat
             str(settings.spacing),
             "--seed",
             str(settings.seed),
+            "--difficulty",
+            "realistic",
             "-np",
             str(processes),
             *root_args,

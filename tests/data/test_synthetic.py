@@ -1,4 +1,7 @@
-"""Tests of the built-in synthetic dataset (``tumorseg synth``), on coarse 4-6 mm grids."""
+"""Tests of the built-in synthetic dataset (``tumorseg synth``), on coarse 4-6 mm grids.
+
+The contracts here hold for both generators (``--difficulty basic`` and ``realistic``); the
+realistic generator's phenomena are tested in ``test_synthetic_realistic.py``."""
 
 from __future__ import annotations
 
@@ -20,15 +23,18 @@ SPACING = 4.0
 N_VARIETY = 6
 
 
-@pytest.fixture(scope="module")
-def cases() -> list[SyntheticCase]:
+@pytest.fixture(scope="module", params=["basic", "realistic"])
+def cases(request: pytest.FixtureRequest) -> list[SyntheticCase]:
     """Six tumour cases of seed 0 at 4 mm (longitudinal, so every part is exercised)."""
     out = []
     for index in range(N_VARIETY):
         start = time.process_time()
-        out.append(generate_case(case_rng(0, index), SPACING, longitudinal=True))
+        out.append(
+            generate_case(case_rng(0, index), SPACING, longitudinal=True, difficulty=request.param)
+        )
         # Information only (never asserted): CPU seconds per case, see `pytest -s`.
-        print(f"synthetic case {index} at {SPACING} mm: {time.process_time() - start:.2f} s CPU")
+        elapsed = time.process_time() - start
+        print(f"{request.param} case {index} at {SPACING} mm: {elapsed:.2f} s CPU")
     return out
 
 
@@ -40,10 +46,11 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-def test_same_seed_gives_identical_arrays_and_other_seeds_differ() -> None:
-    first = generate_case(case_rng(5, 0), 6.0)
-    again = generate_case(case_rng(5, 0), 6.0)
-    other = generate_case(case_rng(6, 0), 6.0)
+@pytest.mark.parametrize("difficulty", ["basic", "realistic"])
+def test_same_seed_gives_identical_arrays_and_other_seeds_differ(difficulty: str) -> None:
+    first = generate_case(case_rng(5, 0), 6.0, difficulty=difficulty)
+    again = generate_case(case_rng(5, 0), 6.0, difficulty=difficulty)
+    other = generate_case(case_rng(6, 0), 6.0, difficulty=difficulty)
     for a, b in zip(first.images, again.images, strict=True):
         assert a.tobytes() == b.tobytes()
     assert first.label.tobytes() == again.label.tobytes()
@@ -184,10 +191,28 @@ def test_cli_synth_and_montage(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert (raw / "Dataset003_Synth" / "labelsTr" / "Synth_000.nii.gz").is_file()
+    extra = DatasetJson.read(raw / "Dataset003_Synth").extra["synthetic"]
+    assert extra["difficulty"] == "realistic", "realistic is the default"
     png = tmp_path / "m.png"
     result = runner.invoke(app, ["synth-montage", "3", "-o", str(png), "--raw", str(raw)])
     assert result.exit_code == 0, result.output
     assert png.is_file()
+
+
+def test_cli_difficulty_basic_is_the_first_generator(tmp_path: Path) -> None:
+    from tumorseg.cli import app
+
+    raw = tmp_path / "raw"
+    args = ["synth", "--cases", "1", "--spacing", "6", "--raw", str(raw)]
+    result = CliRunner().invoke(app, [*args, "--id", "4", "--difficulty", "basic"])
+    assert result.exit_code == 0, result.output
+    folder = raw / "Dataset004_Synth"
+    assert DatasetJson.read(folder).extra["synthetic"]["difficulty"] == "basic"
+    flair, _ = read_image(folder / "imagesTr" / "Synth_000_0003.nii.gz")
+    expected = generate_case(case_rng(0, 0), 6.0, difficulty="basic")
+    assert np.array_equal(flair, expected.images[3])
+    result = CliRunner().invoke(app, [*args, "--id", "5", "--difficulty", "hard"])
+    assert result.exit_code != 0
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ and applies, per channel and in the order a scanner and the BraTS pipeline would
    interpolation during co-registration).
 2. **Bias field**: a smooth multiplicative receive-coil field shared by the channels of a
    session plus a weaker field of each channel's own; strong at 3 T (log standard deviation
-   0.08-0.25), weaker at 1.5 T (0.03-0.12). The intensity non-uniformity that N3 / N4 correct
+   0.1-0.3), weaker at 1.5 T (0.04-0.15). The intensity non-uniformity that N3 / N4 correct
    (Sled et al. 1998, IEEE TMI 17(1); Tustison et al. 2010, IEEE TMI 29(6)).
 3. **Thick slices**: 2D acquisitions integrate the signal over 3-6 mm slices (BraTS: T2 and
    FLAIR mostly 2D axial, some coronal or sagittal, 2-6 mm; Menze 2015), and are then
@@ -96,7 +96,7 @@ class Acquisition:
 def sample_acquisition(rng: np.random.Generator) -> Acquisition:
     """Draw a session: 55 % at 3 T (stronger bias, less noise), the rest at 1.5 T."""
     high_field = bool(rng.random() < 0.55)
-    bias_range = (0.08, 0.25) if high_field else (0.03, 0.12)
+    bias_range = (0.1, 0.3) if high_field else (0.04, 0.15)
     noise_range = (0.02, 0.06) if high_field else (0.03, 0.10)
     channels = {}
     for channel in CHANNELS:

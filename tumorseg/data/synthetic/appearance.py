@@ -49,13 +49,13 @@ BASE_INTENSITY: dict[str, tuple[float, ...]] = {
     "T1": (1.00, 0.72, 0.28, 0.78, 0.90, 0.75, 0.80, 0.65, 0.42, 0.74, 0.66, 0.30, 1.35, 0.30),
     "T1c": (1.00, 0.72, 0.28, 0.80, 0.90, 1.80, 1.85, 1.45, 0.44, 1.65, 0.70, 0.32, 1.38, 0.30),
     "T2": (0.45, 0.65, 1.60, 1.05, 0.95, 0.25, 0.95, 0.40, 1.40, 0.95, 1.05, 1.65, 0.30, 1.55),
-    "FLAIR": (0.55, 0.75, 0.12, 1.30, 1.20, 0.30, 0.85, 0.55, 0.75, 1.05, 1.15, 0.35, 0.65, 0.20),
+    "FLAIR": (0.55, 0.66, 0.12, 1.30, 1.20, 0.30, 0.85, 0.55, 0.75, 1.05, 1.15, 0.35, 0.65, 0.20),
 }
 #: Per-case ranges that replace a table entry (the phenomena whose strength varies most).
 _RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("T1c", "enhancing"): (1.3, 2.1),  # faint to avid enhancement
-    ("T1c", "vessel"): (1.4, 2.4),  # contrast timing
-    ("T1c", "choroid"): (1.5, 2.3),
+    ("T1c", "vessel"): (1.5, 2.5),  # contrast timing
+    ("T1c", "choroid"): (1.6, 2.5),
     ("FLAIR", "edema"): (1.1, 1.6),
     ("T2", "edema"): (0.9, 1.25),
     ("FLAIR", "wmh"): (1.0, 1.4),
@@ -66,7 +66,7 @@ _RANGES: dict[tuple[str, str], tuple[float, float]] = {
 #: Relative texture (standard deviation of a ~4 mm smooth field) inside each core class.
 _TEXTURE = {
     "necrosis": 0.15,
-    "enhancing": 0.12,
+    "enhancing": 0.2,
     "non_enhancing": 0.08,
     "cyst": 0.015,
     "haemorrhage": 0.2,

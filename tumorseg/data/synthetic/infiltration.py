@@ -17,19 +17,21 @@ border), and draws the label at a per-case level of ``w``:
   density threshold for the T2 / FLAIR border and a high one for the enhancing core follows
   Swanson et al. 2008 (Br J Cancer 98(1));
 - **vasogenic edema** is fluid from the leaky core spreading through the extracellular space
-  of white matter and cleared on the way: the steady state of diffusion with clearance,
-  ``-div(D grad c) + c / L^2 = 0`` with ``c = 1`` on the core and ``D`` the white-matter-weighted
-  diffusivity of the growth model (grey matter about ten times lower, none in CSF). Fluid then
-  reaches along white matter into finger-like shapes and spares the cortex, as in the simulated
-  edema of Prastawa et al. 2009 (Med Image Anal 13(2)). ``-L log c`` is a tissue-weighted
-  distance from the core; edema fills it to a per-case extent (2-20 mm) and fades over 3-8 mm
-  beyond, the plateau-then-fade profile of real edema. Non-enhancing tumours (an intact
-  barrier) get little or none;
+  of white matter, far more easily than through grey matter and not at all through CSF. Its
+  reach is measured as a tissue-weighted distance from the core: the arrival time of a front
+  whose local speed is proportional to ``sqrt(D)``, ``D`` the white-matter-weighted
+  diffusivity of the growth model (grey matter about ten times lower, none in CSF). That is
+  the eikonal approximation of a diffusion front that Konukoglu et al. 2010 use for tumour
+  growth, solved here by a minimum-cost path search over the voxel grid. Edema fills this
+  distance up to a per-case extent (3-25 mm) and fades over 3-8 mm beyond it (the
+  plateau-then-fade profile of real edema); along white matter it reaches into finger-like
+  shapes and spares the cortex, as in the simulated edema of Prastawa et al. 2009 (Med Image
+  Anal 13(2)). Non-enhancing tumours (an intact barrier) get little or none;
 - the two combine as ``1 - (1 - infiltration)(1 - vasogenic)``; the label is ``w`` above the
   case's border level (0.2-0.4), in tissue, where no core or cavity is.
 
-The diffusion-clearance system is solved by Jacobi-preconditioned conjugate gradients on the
-tumour's box, so its cost follows the tumour, not the volume.
+The distance is computed on the tumour's box only, so its cost follows the tumour, not the
+volume.
 """
 
 from __future__ import annotations
@@ -41,10 +43,6 @@ from scipy import ndimage
 
 from tumorseg.data.synthetic.compartments import CORE_CODES, EDEMA, TumourAppearance
 from tumorseg.data.synthetic.fields import bounding_box, smooth_random_field
-
-#: Clearance length (mm) of the diffusion-clearance model: it shapes the tissue-weighted
-#: distance (how strongly white matter is preferred); the extent is a separate parameter.
-CLEARANCE_MM = 8.0
 
 
 @dataclass(frozen=True)
@@ -60,14 +58,18 @@ class EdemaModel:
 
 
 def sample_edema_model(appearance: TumourAppearance, rng: np.random.Generator) -> EdemaModel:
-    """Enhancing tumours leak (plateau 0.7-1, 2-20 mm), non-enhancing ones barely."""
+    """Enhancing tumours: a narrow visible band of infiltration and vasogenic edema (plateau
+    0.7-1) reaching 3-25 mm. Non-enhancing tumours: the FLAIR abnormality is the infiltrating
+    tumour itself (a wide band), with little vasogenic fluid."""
     if appearance.enhancing:
-        vasogenic, extent = rng.uniform(0.7, 1.0), np.exp(rng.uniform(np.log(2.0), np.log(20.0)))
+        vasogenic, extent = rng.uniform(0.7, 1.0), np.exp(rng.uniform(np.log(3.0), np.log(25.0)))
+        low, high = rng.uniform(0.5, 1.0), rng.uniform(4.0, 8.0)
     else:
         vasogenic, extent = rng.uniform(0.0, 0.5), rng.uniform(0.0, 6.0)
+        low, high = rng.uniform(0.15, 0.35), rng.uniform(3.0, 8.0)
     return EdemaModel(
-        infiltration_low=float(rng.uniform(0.15, 0.35)),
-        infiltration_high=float(rng.uniform(3.0, 8.0)),
+        infiltration_low=float(low),
+        infiltration_high=float(high),
         vasogenic=float(vasogenic),
         extent_mm=float(extent),
         fade_mm=float(rng.uniform(3.0, 8.0)),
@@ -107,74 +109,32 @@ def water_content(
     assert box is not None
     relative = diffusivity[box]
     jitter = np.exp(0.2 * smooth_random_field(rng, relative.shape, spacing, 10.0))
-    fluid = screened_diffusion(relative * jitter, source[box], 1.0 / CLEARANCE_MM**2, spacing)
-    distance = -CLEARANCE_MM * np.log(np.maximum(fluid, 1e-12))
+    distance = tissue_distance(relative * jitter, source[box], spacing)
     vasogenic = np.zeros(density.shape, np.float32)
     reach = model.extent_mm + 0.5 * model.fade_mm
     vasogenic[box] = model.vasogenic * _smoothstep((reach - distance) / model.fade_mm)
     return (1.0 - (1.0 - infiltration) * (1.0 - vasogenic)).astype(np.float32)
 
 
-def screened_diffusion(
-    diffusivity: np.ndarray,
-    source: np.ndarray,
-    clearance: float,
-    spacing: float,
-    *,
-    tolerance: float = 1e-5,
-    max_iterations: int = 500,
-) -> np.ndarray:
-    """Solve ``clearance * c - div(D grad c) = 0`` with ``c = 1`` on ``source`` (float32).
+def tissue_distance(diffusivity: np.ndarray, source: np.ndarray, spacing: float) -> np.ndarray:
+    """Tissue-weighted distance (mm, float32) from ``source`` (bool) through ``diffusivity``
+    (relative, ~1 in white matter): the least travel time with local speed ``sqrt(D)``.
 
-    Finite volumes on the grid (harmonic-mean face diffusivities; no flux through the box walls
-    or into voxels of zero diffusivity). The source values are fixed, the other voxels solved
-    by Jacobi-preconditioned conjugate gradients; the tight tolerance keeps the small values
-    far from the source (whose log is used as a distance) accurate.
+    A step between neighbours costs its length (mm) times the mean of ``1 / sqrt(D)`` of the
+    two voxels (26-connected grid, within about 10 % of the Euclidean length in uniform
+    tissue); voxels without diffusivity are impassable and read infinity.
     """
-    d = diffusivity.astype(np.float64)
-    h2 = spacing * spacing
-    faces = []
-    diagonal = np.full(d.shape, clearance)
-    for axis in range(3):
-        a, b = d[_along(axis, slice(None, -1))], d[_along(axis, slice(1, None))]
-        face = 2.0 * a * b / (a + b + 1e-12) / h2
-        faces.append(face)
-        diagonal[_along(axis, slice(None, -1))] += face
-        diagonal[_along(axis, slice(1, None))] += face
-    free = ~source
+    from skimage.graph import MCP_Geometric
 
-    def apply(x: np.ndarray) -> np.ndarray:
-        out = diagonal * x
-        for axis, face in enumerate(faces):
-            flux = face * (x[_along(axis, slice(1, None))] - x[_along(axis, slice(None, -1))])
-            out[_along(axis, slice(None, -1))] -= flux
-            out[_along(axis, slice(1, None))] += flux
-        return out * free
-
-    fixed = source.astype(np.float64)
-    rhs = -apply(fixed)
-    x = np.zeros_like(fixed)
-    r = rhs.copy()
-    z = r / diagonal
-    p = z.copy()
-    rz = float(np.vdot(r, z))
-    norm = float(np.linalg.norm(rhs))
-    for _ in range(max_iterations):
-        if norm == 0 or float(np.linalg.norm(r)) <= tolerance * norm:
-            break
-        q = apply(p)
-        alpha = rz / float(np.vdot(p, q))
-        x += alpha * p
-        r -= alpha * q
-        z = r / diagonal
-        rz_next = float(np.vdot(r, z))
-        p = z + (rz_next / rz) * p
-        rz = rz_next
-    return np.clip(x + fixed, 0.0, 1.0).astype(np.float32)
-
-
-def _along(axis: int, part: slice) -> tuple[slice, ...]:
-    return tuple(part if a == axis else slice(None) for a in range(3))
+    cost = np.full(diffusivity.shape, np.inf)
+    passable = diffusivity > 1e-6
+    cost[passable] = 1.0 / np.sqrt(diffusivity[passable])
+    starts = np.argwhere(source & passable)
+    if len(starts) == 0:
+        return np.full(diffusivity.shape, np.inf, np.float32)
+    search = MCP_Geometric(cost, fully_connected=True, sampling=(spacing,) * 3)
+    distance, _ = search.find_costs([tuple(point) for point in starts])
+    return distance.astype(np.float32)
 
 
 def label_edema(

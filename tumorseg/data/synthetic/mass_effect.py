@@ -20,6 +20,8 @@ iteration (a contraction for ``a < 0.35``) and the maps are sampled there.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from tumorseg.data.synthetic.template import trilinear
@@ -35,26 +37,63 @@ def sample_swelling(enhancing: bool, rng: np.random.Generator) -> float:
     return float(rng.uniform(0.1, 0.3) if enhancing else rng.uniform(0.0, 0.15))
 
 
+@dataclass(frozen=True)
+class MassEffect:
+    """The swelling sphere of one tumour (lengths in mm, grid-origin coordinates)."""
+
+    centre_mm: np.ndarray  # (3,)
+    radius_mm: float
+    swelling: float
+
+    @classmethod
+    def of(cls, core: np.ndarray, swelling: float, spacing: float) -> MassEffect:
+        """The sphere of the tumour ``core`` (bool ``(Z, Y, X)``); no swelling without a core."""
+        if not core.any():
+            return cls(np.zeros(3), 0.0, 0.0)
+        centre = np.argwhere(core).mean(axis=0) * spacing
+        radius = (3.0 * core.sum() * spacing**3 / (4.0 * np.pi)) ** (1.0 / 3.0)
+        return cls(centre, float(radius), float(swelling))
+
+    def displacement(
+        self, points_mm: np.ndarray, depth_mm: np.ndarray, spacing: float
+    ) -> np.ndarray:
+        """Forward displacement (mm, ``(N, 3)``) at ``points_mm`` ``(N, 3)``: the swelling
+        sphere times the surface fade (``depth_mm`` is looked up at the nearest voxel)."""
+        offset = points_mm - self.centre_mm
+        r = np.maximum(np.linalg.norm(offset, axis=1), 1e-6)
+        g = np.where(r <= self.radius_mm, r, self.radius_mm**3 / r**2)
+        shape = np.array(depth_mm.shape)
+        index = np.clip(np.round(points_mm / spacing).astype(int), 0, shape - 1)
+        depth = depth_mm[index[:, 0], index[:, 1], index[:, 2]]
+        fade = np.clip(depth / SURFACE_FADE_MM, 0.0, 1.0)
+        fade = fade * fade * (3.0 - 2.0 * fade)
+        return offset * (self.swelling * g * fade / r)[:, None]
+
+    def move_voxels(self, voxels: np.ndarray, depth_mm: np.ndarray, spacing: float) -> np.ndarray:
+        """Where voxel indices ``(N, 3)`` of the undeformed anatomy end up (rounded)."""
+        points = np.asarray(voxels, np.float64) * spacing
+        moved = (points + self.displacement(points, depth_mm, spacing)) / spacing
+        return np.clip(np.round(moved).astype(int), 0, np.array(depth_mm.shape) - 1)
+
+
 def warp(
-    core: np.ndarray,
+    effect: MassEffect,
     depth_mm: np.ndarray,
-    swelling: float,
     spacing: float,
     linear: list[np.ndarray],
     nearest: list[np.ndarray],
 ) -> tuple[list[np.ndarray], list[np.ndarray], float]:
-    """Warp ``linear`` (float maps, trilinear) and ``nearest`` (integer maps) by the mass
-    effect of the tumour ``core`` (bool); return them and the largest displacement (mm).
+    """Warp ``linear`` (float maps, trilinear) and ``nearest`` (integer maps) by ``effect``;
+    return them and the largest displacement (mm).
 
     All arrays are ``(Z, Y, X)``; ``depth_mm`` is the distance to the outside of the brain.
     """
-    if swelling <= 0 or not core.any():
+    if effect.swelling <= 0:
         return linear, nearest, 0.0
-    shape = core.shape
-    centre = np.argwhere(core).mean(axis=0) * spacing
-    radius = (3.0 * core.sum() * spacing**3 / (4.0 * np.pi)) ** (1.0 / 3.0)
+    shape = depth_mm.shape
+    radius, centre = effect.radius_mm, effect.centre_mm
     # Beyond this distance the displacement is below a tenth of a voxel.
-    reach = radius * np.sqrt(max(swelling * radius / (0.1 * spacing), 1.0))
+    reach = radius * np.sqrt(max(effect.swelling * radius / (0.1 * spacing), 1.0))
     mask = np.zeros(shape, bool)
     low = np.maximum(((centre - reach) / spacing).astype(int), 0)
     high = np.minimum(((centre + reach) / spacing).astype(int) + 2, shape)
@@ -62,11 +101,10 @@ def warp(
     mask &= depth_mm > 0
     if not mask.any():
         return linear, nearest, 0.0
-    points = np.argwhere(mask).astype(np.float64)
-    target = points * spacing
+    target = np.argwhere(mask).astype(np.float64) * spacing
     source = target.copy()
     for _ in range(ITERATIONS):
-        source = target - _displacement(source, centre, radius, swelling, depth_mm, spacing)
+        source = target - effect.displacement(source, depth_mm, spacing)
     moved = float(np.linalg.norm(target - source, axis=1).max())
     coords = (source / spacing).T
     out_linear = []
@@ -83,24 +121,3 @@ def warp(
         warped[mask] = volume[index]
         out_nearest.append(warped)
     return out_linear, out_nearest, moved
-
-
-def _displacement(
-    points_mm: np.ndarray,
-    centre: np.ndarray,
-    radius: float,
-    swelling: float,
-    depth_mm: np.ndarray,
-    spacing: float,
-) -> np.ndarray:
-    """Forward displacement (mm, ``(N, 3)``) at ``points_mm``: swelling sphere times the
-    surface fade."""
-    offset = points_mm - centre
-    r = np.maximum(np.linalg.norm(offset, axis=1), 1e-6)
-    g = np.where(r <= radius, r, radius**3 / r**2)
-    shape = np.array(depth_mm.shape)
-    index = np.clip(np.round(points_mm / spacing).astype(int), 0, shape - 1)
-    depth = depth_mm[index[:, 0], index[:, 1], index[:, 2]]
-    fade = np.clip(depth / SURFACE_FADE_MM, 0.0, 1.0)
-    fade = fade * fade * (3.0 - 2.0 * fade)
-    return offset * (swelling * g * fade / r)[:, None]

@@ -4,11 +4,12 @@ A part of glioblastomas present with more than one lesion on MRI, separate on FL
 (multifocal or multicentric; reported in roughly 2-20 % of patients, e.g. Patil et al. 2012,
 J Neurosurg 117(4)). A segmenter that keeps only the largest component loses them, which is
 why they matter for post-processing rules. With probability ``P_MULTIFOCAL`` a case gets one
-or two satellites: each is seeded in deep white matter 15-45 mm beyond the main lesion's
-visible border (and beyond earlier satellites), grows by the same reaction-diffusion model
-and tumour biology as the main tumour to a smaller core (0.3-4 ml), and cannot grow into a
-margin around the lesions already there (a barrier for the simulation), so the foci stay
-separate components of the label unless their edema fields meet.
+or two satellites: each is seeded in deep white matter 20-50 mm beyond the main lesion's
+visible border (and beyond earlier satellites) and grows by the same reaction-diffusion model
+and tumour biology as the main tumour to a smaller core (0.3-4 ml). Its cells cannot enter a
+margin around the lesions already there (a barrier for the simulation), and its edema fades
+out smoothly before reaching that margin (``clearance``), so the foci stay separate components
+of the label, as the satellites of multifocal glioblastoma look on FLAIR.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ from tumorseg.data.synthetic.tumour_growth import GrowthParameters, seed_cells, 
 #: Probability that a tumour case has satellite foci.
 P_MULTIFOCAL = 0.15
 #: Gap (mm) between a satellite's seed and the visible border of the lesions already there.
-GAP_MM = (15.0, 45.0)
+GAP_MM = (20.0, 50.0)
 #: Margin (mm) around existing lesions that a satellite's cells may not enter.
 BARRIER_MM = 6.0
+#: Distance (mm) beyond the margin over which a satellite's edema is faded in.
+TAPER_MM = 8.0
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class Satellite:
     cells: np.ndarray  # float32 (Z, Y, X), simulated cell density (0 in the barrier)
     density: np.ndarray  # float32 (Z, Y, X), the same perturbed, as compartments are cut
     codes: np.ndarray  # uint8 core compartment codes of the satellite alone
+    clearance: np.ndarray  # float32 (Z, Y, X) in [0, 1]: multiplies the satellite's edema
     seed: tuple[int, int, int]
 
 
@@ -86,4 +90,7 @@ def grow_satellite(
     density[barrier] = 0.0
     codes = tumour_compartments(density, tissue, appearance, rng, spacing)
     codes[~np.isin(codes, CORE_CODES)] = 0
-    return Satellite(u, density, codes, (int(seed[0]), int(seed[1]), int(seed[2])))
+    ramp = np.clip((distance - BARRIER_MM) / TAPER_MM, 0.0, 1.0)
+    clearance = (ramp * ramp * (3.0 - 2.0 * ramp)).astype(np.float32)
+    seed_voxel = (int(seed[0]), int(seed[1]), int(seed[2]))
+    return Satellite(u, density, codes, clearance, seed_voxel)

@@ -10,15 +10,19 @@ for a segmenter, each phenomenon in its own module with the literature it imitat
 3. multifocal tumours: satellite foci apart from the main lesion (``multifocal``);
 4. infiltrative edema: one smooth water field, images rendered from it and the label drawn at
    a per-case threshold of it, so the FLAIR border fades (``infiltration``);
-5. look-alikes in every subject: white-matter hyperintensities graded on the Fazekas scale,
+5. mass effect: the tumour pushes ventricles, midline and sulci aside (``mass_effect``);
+6. look-alikes in every subject: white-matter hyperintensities graded on the Fazekas scale,
    enhancing cortical veins, sinus remnant, choroid plexus and dura (``lookalikes``);
-6. per-case contrast tables with wide ranges for the phenomena that vary most (enhancement
+7. per-case contrast tables with wide ranges for the phenomena that vary most (enhancement
    strength, edema brightness, cyst protein content) and tissue texture (``appearance``);
-7. scanner variability: field strength, bias fields, Rician noise, blur, thick 2D slices of
+8. scanner variability: field strength, bias fields, Rician noise, blur, thick 2D slices of
    T1 / T2 / FLAIR along a random axis, misregistration, intensity scale and response
    (``acquisition``);
-8. imperfect skull stripping: the brain mask's border level varies smoothly (a few mm in or
-   out of the brain), and dura remnants stay at the surface.
+9. imperfect skull stripping: the brain mask's border level varies smoothly (a few mm in or
+   out of the brain), and dura remnants stay at the surface;
+10. follow-up scans (``--longitudinal``): resection and regrowth as in the basic generator
+    (``longitudinal``), with the edema rebuilt as in 4 and a second scanning session (new
+    bias, noise, slices).
 
 Labels keep the BraTS meaning (internal 0 background, 1 necrosis / cyst / haemorrhage /
 non-enhancing core, 2 edema, 3 enhancing) and are 0 outside the brain mask. Every draw comes
@@ -54,7 +58,7 @@ from tumorseg.data.synthetic.infiltration import (
     water_content,
 )
 from tumorseg.data.synthetic.lookalikes import Lookalikes, sample_lookalikes
-from tumorseg.data.synthetic.mass_effect import sample_swelling, warp
+from tumorseg.data.synthetic.mass_effect import MassEffect, sample_swelling, warp
 from tumorseg.data.synthetic.multifocal import draw_satellite_count, grow_satellite
 from tumorseg.data.synthetic.tumour_growth import (
     GrowthParameters,
@@ -154,30 +158,26 @@ def grow_tumour(
         if satellite is None:
             break
         satellites.append(list(satellite.seed))
-        extra = water_content(
+        extra = satellite.clearance * water_content(
             satellite.density, satellite.codes, relative, appearance, edema, rng, spacing
         )
         codes = np.where(satellite.codes > 0, satellite.codes, codes)
         cells = np.maximum(cells, satellite.cells)
         water = np.maximum(water, extra)
-    main_core = np.isin(compartments_to_labels(codes), (1, 3))
+    core = np.isin(compartments_to_labels(codes), (1, 3))
+    effect = MassEffect.of(core, swelling, spacing)
     warped, (codes,), shift_mm = warp(
-        main_core,
-        landmarks.depth_mm,
-        swelling,
-        spacing,
-        [*tissue, water, cells, diffusivity],
-        [codes],
+        effect, landmarks.depth_mm, spacing, [*tissue, water, cells, diffusivity], [codes]
     )
-    wm, gm, csf, water, cells, diffusivity = (
-        warped if warped else (*tissue, water, cells, diffusivity)
-    )
+    wm, gm, csf, water, cells, diffusivity = warped or (*tissue, water, cells, diffusivity)
+    # Seeds are reported where they ended up, in the deformed anatomy of the images.
+    seeds = effect.move_voxels(np.array([seed, *satellites]), landmarks.depth_mm, spacing)
     codes = label_edema(codes, water, wm + gm, edema)
     info = {
         "kind": appearance.kind,
         "lobe": lobe,
-        "seed_voxel": [int(v) for v in seed],
-        "satellite_seeds": satellites,
+        "seed_voxel": [int(v) for v in seeds[0]],
+        "satellite_seeds": [[int(v) for v in point] for point in seeds[1:]],
         "growth_days": round(days, 1),
         "diffusion_wm": round(growth.diffusion_wm, 4),
         "proliferation": round(growth.proliferation, 4),

@@ -165,9 +165,10 @@ def test_edema_fades_across_the_label_border(
     for profile in realistic:
         values = [profile[d] for d in sorted(profile)]
         assert all(b >= a - 0.02 for a, b in itertools.pairwise(values)), profile
-    # Hyperintensity outside the label: the ring next to the border against three voxels out.
-    outside_real = [p[-1] - p[-3] for p in realistic]
-    outside_basic = [p[-1] - p[-3] for p in basic]
+    # Hyperintensity outside the label: the ring next to the border against three voxels out,
+    # as a share of the whole rise from outside to the plateau three voxels in.
+    outside_real = [(p[-1] - p[-3]) / (p[3] - p[-3]) for p in realistic]
+    outside_basic = [(p[-1] - p[-3]) / (p[3] - p[-3]) for p in basic]
     assert min(outside_real) > max(outside_basic)
     assert np.mean(outside_real) > 2.0 * np.mean(outside_basic)
 
@@ -200,13 +201,13 @@ def _energy(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def test_thick_slice_channels_lose_through_plane_detail() -> None:
     seen = 0
-    for index in range(2):
+    for index in range(3):
         case = generate_case(case_rng(0, index, HEALTHY), 2.0, tumour=False)
         mask = ndimage.binary_erosion(case.images[1] > 0, iterations=3)
         reference = _energy(case.images[1] / np.median(case.images[1][mask]), mask)  # T1c: 3D
         channels = ("T1", "T1c", "T2", "FLAIR")
         for name, slices in case.info["acquisition"]["thick_slices"].items():
-            if slices["mm"] < 3.0:
+            if slices["mm"] < 4.0:  # thinner slices barely differ from the 2 mm grid
                 continue
             image = case.images[channels.index(name)]
             energy = _energy(image / np.median(image[mask]), mask)

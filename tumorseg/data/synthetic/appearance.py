@@ -18,7 +18,13 @@ contrast (white matter = 1 on T1), drawn per case around textbook values:
   bright as CSF, FLAIR from suppressed to bright with protein content) and **haemorrhage**
   (subacute blood products: T1 bright already before contrast, T2 dark; Bradley 1993,
   Radiology 189(1)), a trap for a segmenter that takes every T1c-bright voxel for enhancement;
-- a resection cavity (follow-up scans): fluid.
+- a resection cavity (follow-up scans): fluid;
+- **FLAIR CSF hyperintensity**: in half of the cases FLAIR fails to null the fluid in patches
+  of the ventricles, cisterns and sulci (inflow and pulsation, incomplete inversion at high
+  field), a classic mimic of disease in the subarachnoid space (Stuckey et al. 2007, AJR
+  189(4));
+- edema soaks unevenly (a smooth 3-12 % texture of its signal), and skull-stripping remnants
+  at the surface (``lookalikes``' dura) are bright on T1 and FLAIR when they hold fat.
 """
 
 from __future__ import annotations
@@ -53,13 +59,16 @@ BASE_INTENSITY: dict[str, tuple[float, ...]] = {
 }
 #: Per-case ranges that replace a table entry (the phenomena whose strength varies most).
 _RANGES: dict[tuple[str, str], tuple[float, float]] = {
-    ("T1c", "enhancing"): (1.3, 2.1),  # faint to avid enhancement
+    ("T1c", "enhancing"): (1.1, 2.0),  # faint to avid enhancement
     ("T1c", "vessel"): (1.5, 2.5),  # contrast timing
     ("T1c", "choroid"): (1.6, 2.5),
-    ("FLAIR", "edema"): (1.1, 1.6),
-    ("T2", "edema"): (0.9, 1.25),
+    ("FLAIR", "edema"): (0.85, 1.4),
+    ("T2", "edema"): (0.7, 1.1),
     ("FLAIR", "wmh"): (1.0, 1.4),
     ("FLAIR", "cyst"): (0.15, 0.8),  # protein content
+    ("FLAIR", "necrosis"): (0.35, 1.1),  # from suppressed fluid to bright debris
+    ("T1", "dura"): (0.6, 1.3),  # skull-stripping remnants include fat
+    ("FLAIR", "dura"): (0.5, 1.3),
     ("T1", "haemorrhage"): (1.15, 1.6),
     ("T2", "haemorrhage"): (0.2, 0.5),
 }
@@ -89,6 +98,8 @@ class SignalParameters:
     intensity: dict[str, tuple[float, ...]]
     texture_scale: float  # multiplies ``_TEXTURE``
     tissue_texture: float  # relative texture of healthy tissue
+    edema_texture: float  # relative texture of edema water (uneven soaking)
+    csf_inflow: float  # FLAIR: extra CSF signal in patches (incomplete nulling); 0 for none
 
 
 def sample_signal(rng: np.random.Generator) -> SignalParameters:
@@ -110,6 +121,8 @@ def sample_signal(rng: np.random.Generator) -> SignalParameters:
         intensity=intensity,
         texture_scale=float(rng.uniform(0.7, 1.3)),
         tissue_texture=float(rng.uniform(0.015, 0.04)),
+        edema_texture=float(rng.uniform(0.03, 0.12)),
+        csf_inflow=float(rng.uniform(0.1, 0.6)) if rng.random() < 0.5 else 0.0,
     )
 
 
@@ -149,6 +162,11 @@ def render_signal(
     shape = wm.shape
     texture = smooth_random_field(rng, shape, spacing, 4.0) * params.texture_scale
     healthy_texture = 1.0 + params.tissue_texture * smooth_random_field(rng, shape, spacing, 6.0)
+    soaking = 1.0 + params.edema_texture * smooth_random_field(rng, shape, spacing, 6.0)
+    # Patches (about a third of the CSF) where FLAIR fails to null the fluid signal.
+    inflow = params.csf_inflow * np.maximum(
+        smooth_random_field(rng, shape, spacing, 15.0) - 0.5, 0.0
+    )
     fractions = core_fractions(codes)
     tumour_total = np.clip(sum(fractions.values(), np.zeros(shape, np.float32)), 0.0, 1.0)
     looks = lookalikes.as_dict()
@@ -159,9 +177,10 @@ def render_signal(
         value = tissue_value + (table["wmh"] - tissue_value) * looks["wmh"]
         if water is not None:
             # Waterlogged tissue keeps part of its grey/white contrast.
-            soaked = table["edema"] + 0.4 * (tissue_value - table["wm"])
+            soaked = table["edema"] * soaking + 0.4 * (tissue_value - table["wm"])
             value = value + (soaked - value) * water
-        signal = (tissue_fraction * value + csf * table["csf"]) * healthy_texture
+        fluid = table["csf"] + (inflow if channel == "FLAIR" else 0.0)
+        signal = (tissue_fraction * value + csf * fluid) * healthy_texture
         for name in ("vessel", "choroid", "dura"):
             share = looks[name]
             signal = signal * (1.0 - share) + brain * share * table[name]

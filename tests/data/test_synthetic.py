@@ -90,23 +90,33 @@ def test_tumours_vary_in_size_necrosis_and_enhancement(cases: list[SyntheticCase
 
 
 def test_contrasts_follow_the_tissue_model(cases: list[SyntheticCase]) -> None:
+    flair_csf = []
     for case in cases:
         t1, t1c, t2, flair = case.images
         wm_map, gm_map, csf_map = case.tissue
-        healthy = ~np.isin(case.label, (1, 2, 3)) & (t1 > 0)
+        # Realistic cases: leave out the look-alikes (vessels and choroid plexus lie in CSF).
+        looks = sum(
+            (case.maps[k] for k in ("vessel", "choroid", "dura") if k in case.maps),
+            np.zeros(t1.shape),
+        )
+        healthy = ~np.isin(case.label, (1, 2, 3)) & (t1 > 0) & (looks < 0.05)
         wm = healthy & (wm_map > 0.9)
         gm = healthy & (gm_map > 0.8)
-        csf = healthy & (csf_map > 0.9)
+        csf = healthy & (csf_map > 0.8)
         edema = case.label == 2
         assert flair[edema].mean() > 1.3 * flair[wm].mean()
-        assert t2[csf].mean() > 2.0 * t2[wm].mean()
-        assert flair[csf].mean() < 0.5 * flair[wm].mean()
+        assert t2[csf].mean() > 1.7 * t2[wm].mean()
+        # FLAIR nulls free water. Realistic cases may fail to null patches of it (and thick
+        # slices mix it with tissue), so each case only has CSF darker than white matter.
+        flair_csf.append(np.median(flair[csf]) / np.median(flair[wm]))
+        assert flair_csf[-1] < 0.8
         assert t1[wm].mean() > t1[gm].mean() > t1[csf].mean()
         if (case.label == 3).sum() > 5:
             # Enhancement: brighter after contrast than before, relative to white matter.
             et = case.label == 3
             before = t1[et].mean() / t1[wm].mean()
             assert t1c[et].mean() / t1c[wm].mean() > 1.2 * before
+    assert np.median(flair_csf) < 0.55
 
 
 def test_longitudinal_recurrence_is_binary_and_outside_the_cavity(

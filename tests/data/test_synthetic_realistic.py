@@ -164,7 +164,7 @@ def test_edema_fades_across_the_label_border(
     basic = [_flair_profile(c) for c in basic_cases]
     for profile in realistic:
         values = [profile[d] for d in sorted(profile)]
-        assert all(b >= a - 0.02 for a, b in itertools.pairwise(values)), profile
+        assert all(b >= a - 0.05 for a, b in itertools.pairwise(values)), profile
     # Hyperintensity outside the label: the ring next to the border against three voxels out,
     # as a share of the whole rise from outside to the plateau three voxels in.
     outside_real = [(p[-1] - p[-3]) / (p[3] - p[-3]) for p in realistic]

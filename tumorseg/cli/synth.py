@@ -87,6 +87,9 @@ def synth_montage(
         "montage.png"
     ),
     cases: Annotated[int, typer.Option("--cases", min=1, help="Number of cases (rows).")] = 4,
+    dpi: Annotated[
+        int, typer.Option("--dpi", min=30, max=600, help="Resolution (110: ~1200 px wide).")
+    ] = 110,
     raw: RawOption = DEFAULT_RAW,
 ) -> None:
     """Render a PNG montage of a raw dataset: channels and labels at mid-tumour slices."""
@@ -94,7 +97,7 @@ def synth_montage(
     from tumorseg.paths import find_dataset
 
     folder = find_dataset(dataset, raw.expanduser().resolve())
-    typer.echo(f"wrote {render_montage(folder, output, cases)}")
+    typer.echo(f"wrote {render_montage(folder, output, cases, dpi)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -59,7 +59,7 @@ BASE_INTENSITY: dict[str, tuple[float, ...]] = {
 }
 #: Per-case ranges that replace a table entry (the phenomena whose strength varies most).
 _RANGES: dict[tuple[str, str], tuple[float, float]] = {
-    ("T1c", "enhancing"): (1.1, 2.0),  # faint to avid enhancement
+    ("T1c", "enhancing"): (1.05, 1.75),  # faint to avid enhancement
     ("T1c", "vessel"): (1.5, 2.5),  # contrast timing
     ("T1c", "choroid"): (1.6, 2.5),
     ("FLAIR", "edema"): (0.85, 1.4),
@@ -68,6 +68,7 @@ _RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("FLAIR", "cyst"): (0.15, 0.8),  # protein content
     ("FLAIR", "necrosis"): (0.35, 1.1),  # from suppressed fluid to bright debris
     ("T1", "dura"): (0.6, 1.3),  # skull-stripping remnants include fat
+    ("T1c", "dura"): (1.3, 2.2),
     ("FLAIR", "dura"): (0.5, 1.3),
     ("T1", "haemorrhage"): (1.15, 1.6),
     ("T2", "haemorrhage"): (0.2, 0.5),

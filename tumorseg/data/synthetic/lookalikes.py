@@ -13,12 +13,12 @@ generator puts them in every subject, tumour or healthy, as volume fractions (fl
   reaching into deep white matter; deep 0 absent, 1 punctate foci, 2 beginning confluence,
   3 large confluent areas. Grades are drawn for a glioma-age population (most adults over 50
   have grade 1 or more) and recorded in the case's parameters.
-- **Enhancing vessels** on T1c: cortical veins running along the brain surface in the sulci
-  (random walks tangent to the surface), and a remnant of the superior sagittal sinus along
-  the superior midline. Veins are flow voids (dark) on T2 and FLAIR. Normal enhancement of
-  veins, sinuses, dura and choroid plexus after gadolinium is textbook radiology
-  (Smirniotopoulos et al. 2007, RadioGraphics 27(2), "Patterns of contrast enhancement in the
-  brain and meninges").
+- **Enhancing vessels** on T1c: cortical veins running along the brain surface (random walks
+  tangent to the surface), arteries and veins in the fluid of sulci and fissures (random walks
+  confined to CSF), and a remnant of the superior sagittal sinus along the superior midline.
+  Vessels are flow voids (dark) on T2 and FLAIR. Normal enhancement of veins, sinuses, dura
+  and choroid plexus after gadolinium is textbook radiology (Smirniotopoulos et al. 2007,
+  RadioGraphics 27(2), "Patterns of contrast enhancement in the brain and meninges").
 - **Choroid plexus**: a glomus in the atrium of each lateral ventricle, strongly enhancing on
   T1c, intermediate on T2 and FLAIR.
 - **Dura remnants**: skull stripping leaves patches of dura at the brain surface (BraTS data
@@ -72,6 +72,7 @@ class Lookalikes:
 def sample_lookalikes(
     wm: np.ndarray,
     gm: np.ndarray,
+    csf: np.ndarray,
     landmarks: Landmarks,
     rng: np.random.Generator,
 ) -> tuple[Lookalikes, dict[str, Any]]:
@@ -85,13 +86,15 @@ def sample_lookalikes(
         _deep_foci(wm, landmarks, deep_grade, rng),
     )
     wmh = (wmh * np.clip(1.5 * white_share - 0.25, 0.0, 1.0) * landmarks.brain).astype(np.float32)
-    n_veins = int(rng.integers(15, 45))
+    n_veins = int(rng.integers(30, 80))
     vessel = _cortical_veins(landmarks, n_veins, rng)
+    n_sulcal = int(rng.integers(30, 80))
+    vessel = np.maximum(vessel, _sulcal_vessels(csf, landmarks, n_sulcal, rng))
     sinus = bool(rng.random() < 0.6)
     if sinus:
         vessel = np.maximum(vessel, _sagittal_sinus(landmarks, rng))
     choroid = _choroid_plexus(landmarks, rng)
-    dura_present = bool(rng.random() < 0.6)
+    dura_present = bool(rng.random() < 0.8)
     dura = _dura(landmarks, rng) if dura_present else np.zeros_like(wm)
     mask = landmarks.brain
     info = {
@@ -99,6 +102,7 @@ def sample_lookalikes(
         "fazekas_deep": deep_grade,
         "wmh_ml": round(float(wmh.sum()) * spacing**3 / 1000.0, 2),
         "cortical_veins": n_veins,
+        "sulcal_vessels": n_sulcal,
         "sinus_remnant": sinus,
         "dura_remnant": dura_present,
     }
@@ -234,6 +238,40 @@ def _cortical_veins(landmarks: Landmarks, count: int, rng: np.random.Generator) 
     return _tube_fraction(shape, np.array(points), np.array(radii), spacing)
 
 
+def _sulcal_vessels(
+    csf: np.ndarray, landmarks: Landmarks, count: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Random walks confined to the fluid of sulci and fissures (arteries and veins that run in
+    the subarachnoid space, e.g. the Sylvian fissure), turning away where the fluid ends."""
+    spacing = landmarks.spacing
+    shape = csf.shape
+    upper = np.array(shape) - 1
+    fluid = (csf > 0.5) & ~landmarks.ventricles & (landmarks.depth_mm > 2.0)
+    starts = np.argwhere(fluid)
+    if len(starts) == 0:
+        return np.zeros(shape, np.float32)
+    points, radii = [], []
+    for _ in range(count):
+        p = starts[rng.integers(len(starts))].astype(np.float64)
+        direction = rng.normal(size=3)
+        direction /= max(np.linalg.norm(direction), 1e-6)
+        radius = rng.uniform(0.5, 1.3)
+        for _ in range(int(rng.uniform(10.0, 40.0) / (0.5 * spacing))):
+            for _ in range(4):
+                turn = direction + rng.normal(0.0, 0.3, 3)
+                turn /= max(np.linalg.norm(turn), 1e-6)
+                step = p + 0.5 * turn
+                if csf[tuple(np.clip(np.round(step).astype(int), 0, upper))] > 0.25:
+                    break
+                direction = rng.normal(size=3)
+            else:
+                break
+            p, direction = step, turn
+            points.append(p.copy())
+            radii.append(radius)
+    return _tube_fraction(shape, np.array(points), np.array(radii), spacing)
+
+
 def _sagittal_sinus(landmarks: Landmarks, rng: np.random.Generator) -> np.ndarray:
     """A sinus remnant along the superior midline from front to back, 1-3 mm below the top."""
     brain = landmarks.brain
@@ -279,11 +317,11 @@ def _choroid_plexus(landmarks: Landmarks, rng: np.random.Generator) -> np.ndarra
 
 
 def _dura(landmarks: Landmarks, rng: np.random.Generator) -> np.ndarray:
-    """Patches (features ~15 mm, 20-50 % of the surface) of the outermost 2.5 mm of brain."""
+    """Patches (features ~15 mm, 20-60 % of the surface) of the outermost 2.5 mm of brain."""
     shape = landmarks.brain.shape
     shell = (landmarks.depth_mm > 0) & (landmarks.depth_mm <= 2.5)
     field = smooth_random_field(rng, shape, landmarks.spacing, 15.0)
-    keep = rng.uniform(0.2, 0.5)
+    keep = rng.uniform(0.2, 0.6)
     cut = np.quantile(field[shell], 1.0 - keep) if shell.any() else np.inf
     strength = rng.uniform(0.3, 0.8)
     return (shell * (field > cut) * strength).astype(np.float32)

@@ -117,7 +117,7 @@ def draw_subject(
     spacing = float(geometry.spacing[0])
     if landmarks is None:
         landmarks = find_landmarks(wm, gm, csf, geometry)
-    lookalikes, look_info = sample_lookalikes(wm, gm, landmarks, rng)
+    lookalikes, look_info = sample_lookalikes(wm, gm, csf, landmarks, rng)
     signal = sample_signal(rng)
     level = np.clip(0.35 + 0.12 * smooth_random_field(rng, wm.shape, spacing, 20.0), 0.15, 0.6)
     inside = (wm + gm + csf) > level

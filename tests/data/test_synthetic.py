@@ -192,6 +192,15 @@ def test_montage_png_is_written(dataset: Path, tmp_path: Path) -> None:
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(data) > 10_000
+    from PIL import Image
+
+    one = Image.open(render_montage(dataset, tmp_path / "one.png", case_ids=["SynthTest_001"]))
+    two = Image.open(render_montage(dataset, tmp_path / "two.png", n_cases=2, dpi=60))
+    # Each row is 2.4 inches tall: one row at 110 dpi, two rows at 60 dpi.
+    assert one.size[1] == round(2.4 * 110)
+    assert two.size[1] == round(2 * 2.4 * 60)
+    with pytest.raises(TumorsegError, match="no training case Nope_000"):
+        render_montage(dataset, tmp_path / "bad.png", case_ids=["Nope_000"])
 
 
 def test_cli_synth_and_montage(tmp_path: Path) -> None:

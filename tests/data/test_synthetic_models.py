@@ -16,14 +16,14 @@ from tumorseg.data.synthetic.template import deform_template, load_template
 
 def test_tissue_distance_is_path_length_weighted_by_diffusivity() -> None:
     """Along a row of uniform tissue the distance is the path length; where the diffusivity is
-    a hundredth, each millimetre counts ten; tissue without diffusivity is never reached."""
+    a tenth, each millimetre counts ten; tissue without diffusivity is never reached."""
     spacing = 2.0
     d = np.ones((5, 5, 30))
     source = np.zeros(d.shape, bool)
     source[2, 2, 0] = True
     distance = tissue_distance(d, source, spacing)
     np.testing.assert_allclose(distance[2, 2, :10], spacing * np.arange(10), rtol=1e-6)
-    d[..., 10:] = 0.01
+    d[..., 10:] = 0.1
     slow = tissue_distance(d, source, spacing)
     # Steps inside the slow tissue cost 10x (the first one half, as costs are averaged).
     step = slow[2, 2, 15] - slow[2, 2, 14]

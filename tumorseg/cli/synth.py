@@ -90,6 +90,10 @@ def synth_montage(
     dpi: Annotated[
         int, typer.Option("--dpi", min=30, max=600, help="Resolution (110: ~1200 px wide).")
     ] = 110,
+    case: Annotated[
+        list[str] | None,
+        typer.Option("--case", help="Show this case (repeat for several; overrides --cases)."),
+    ] = None,
     raw: RawOption = DEFAULT_RAW,
 ) -> None:
     """Render a PNG montage of a raw dataset: channels and labels at mid-tumour slices."""
@@ -97,7 +101,7 @@ def synth_montage(
     from tumorseg.paths import find_dataset
 
     folder = find_dataset(dataset, raw.expanduser().resolve())
-    typer.echo(f"wrote {render_montage(folder, output, cases, dpi)}")
+    typer.echo(f"wrote {render_montage(folder, output, cases, dpi, case)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -16,17 +16,18 @@ border), and draws the label at a per-case level of ``w``:
   the visible-border density to 1 at a multiple of it. Matching such models to images by a low
   density threshold for the T2 / FLAIR border and a high one for the enhancing core follows
   Swanson et al. 2008 (Br J Cancer 98(1));
-- **vasogenic edema** is fluid from the leaky core spreading through the extracellular space
-  of white matter, far more easily than through grey matter and not at all through CSF. Its
-  reach is measured as a tissue-weighted distance from the core: the arrival time of a front
-  whose local speed is proportional to ``sqrt(D)``, ``D`` the white-matter-weighted
-  diffusivity of the growth model (grey matter about ten times lower, none in CSF). That is
-  the eikonal approximation of a diffusion front that Konukoglu et al. 2010 use for tumour
-  growth, solved here by a minimum-cost path search over the voxel grid. Edema fills this
-  distance up to a per-case extent (3-25 mm) and fades over 3-8 mm beyond it (the
-  plateau-then-fade profile of real edema); along white matter it reaches into finger-like
-  shapes and spares the cortex, as in the simulated edema of Prastawa et al. 2009 (Med Image
-  Anal 13(2)). Non-enhancing tumours (an intact barrier) get little or none;
+- **vasogenic edema** is fluid from the leaky core moving by bulk flow through the
+  extracellular space of white matter, far more easily than through grey matter and not at
+  all through CSF. Its reach is measured as a tissue-weighted distance from the core: the
+  arrival time of a front whose local speed is proportional to the tissue's conductivity,
+  taken as ``D``, the white-matter-weighted diffusivity of the growth model (grey matter about
+  ten times lower, none in CSF). A front-arrival (eikonal) description in place of the full
+  transport equation is how Konukoglu et al. 2010 approximate tumour fronts; it is solved
+  here by a minimum-cost path search over the voxel grid. Edema fills this distance up to a
+  per-case extent (3-25 mm; half that around satellite foci) and fades over 3-8 mm beyond it
+  (the plateau-then-fade profile of real edema); along white matter it reaches into
+  finger-like shapes and stops at the cortex, as in the simulated edema of Prastawa et al.
+  2009 (Med Image Anal 13(2)). Non-enhancing tumours (an intact barrier) get little or none;
 - the two combine as ``1 - (1 - infiltration)(1 - vasogenic)``; the label is ``w`` above the
   case's border level (0.2-0.4), in tissue, where no core or cavity is.
 
@@ -118,9 +119,9 @@ def water_content(
 
 def tissue_distance(diffusivity: np.ndarray, source: np.ndarray, spacing: float) -> np.ndarray:
     """Tissue-weighted distance (mm, float32) from ``source`` (bool) through ``diffusivity``
-    (relative, ~1 in white matter): the least travel time with local speed ``sqrt(D)``.
+    (relative, ~1 in white matter): the least travel time with local speed ``D``.
 
-    A step between neighbours costs its length (mm) times the mean of ``1 / sqrt(D)`` of the
+    A step between neighbours costs its length (mm) times the mean of ``1 / D`` of the
     two voxels (26-connected grid, within about 10 % of the Euclidean length in uniform
     tissue); voxels without diffusivity are impassable and read infinity.
     """
@@ -128,7 +129,7 @@ def tissue_distance(diffusivity: np.ndarray, source: np.ndarray, spacing: float)
 
     cost = np.full(diffusivity.shape, np.inf)
     passable = diffusivity > 1e-6
-    cost[passable] = 1.0 / np.sqrt(diffusivity[passable])
+    cost[passable] = 1.0 / diffusivity[passable]
     starts = np.argwhere(source & passable)
     if len(starts) == 0:
         return np.full(diffusivity.shape, np.inf, np.float32)

@@ -51,18 +51,37 @@ def _brain_crop(images: list[np.ndarray], margin: int = 2) -> tuple[slice, slice
     )
 
 
-def render_montage(dataset_folder: Path, output: Path, n_cases: int = 4, dpi: int = 110) -> Path:
-    """Write a montage PNG of the first ``n_cases`` cases of ``dataset_folder`` to ``output``
-    (``dpi`` sets its pixel size: 110 gives about 1200 pixels across for five panels)."""
+def render_montage(
+    dataset_folder: Path,
+    output: Path,
+    n_cases: int = 4,
+    dpi: int = 110,
+    case_ids: list[str] | None = None,
+) -> Path:
+    """Write a montage PNG of the first ``n_cases`` cases of ``dataset_folder`` (or of the
+    cases ``case_ids``, in that order) to ``output``; ``dpi`` sets its pixel size (110 gives
+    about 1200 pixels across for five panels)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     dataset = RawDataset.open(Path(dataset_folder))
-    cases = dataset.training_cases()[: max(n_cases, 1)]
-    if not cases:
+    available = dataset.training_cases()
+    if not available:
         raise TumorsegError(f"{dataset_folder}: no training cases; generate or convert some first")
+    if case_ids:
+        by_id = {case.case_id: case for case in available}
+        unknown = [case_id for case_id in case_ids if case_id not in by_id]
+        if unknown:
+            known = ", ".join(sorted(by_id)[:5])
+            raise TumorsegError(
+                f"{dataset_folder}: no training case {', '.join(unknown)}; cases are named "
+                f"like {known}"
+            )
+        cases = [by_id[case_id] for case_id in case_ids]
+    else:
+        cases = available[: max(n_cases, 1)]
     names = [
         dataset.dataset_json.channel_names[i] for i in sorted(dataset.dataset_json.channel_names)
     ]

@@ -158,8 +158,10 @@ def grow_tumour(
         if satellite is None:
             break
         satellites.append(list(satellite.seed))
+        # Satellites are smaller and younger: half the vasogenic reach.
+        smaller = replace(edema, extent_mm=0.5 * edema.extent_mm)
         extra = satellite.clearance * water_content(
-            satellite.density, satellite.codes, relative, appearance, edema, rng, spacing
+            satellite.density, satellite.codes, relative, appearance, smaller, rng, spacing
         )
         codes = np.where(satellite.codes > 0, satellite.codes, codes)
         cells = np.maximum(cells, satellite.cells)

@@ -102,3 +102,14 @@ def test_crop_keeps_the_whole_brain_in_every_plane(plane: str) -> None:
     for index in range(brain.shape[{"axial": 0, "coronal": 1, "sagittal": 2}[plane]]):
         full = plane_image(brain, plane, index)
         assert crop_plane(full, box, plane).sum() == full.sum()
+
+
+def test_file_index_finds_the_voxel_back_in_the_file() -> None:
+    shape = (4, 6, 8)
+    cosines = np.zeros((3, 3))
+    cosines[2, 0], cosines[1, 1], cosines[0, 2] = -1.0, -1.0, 1.0
+    axes = PatientAxes.of(Geometry(shape, (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), tuple(cosines.ravel())))
+    voxel = (3, 1, 6)  # (Z, Y, X) in the file
+    volume = axes.apply(_marked(shape, voxel))
+    found = tuple(int(v) for v in np.argwhere(volume)[0])
+    assert axes.file_index(found, volume.shape) == voxel

@@ -52,6 +52,7 @@ from tumorseg.reporting.sources import PredictionSet, ReportInputs
 class CaseVolumes:
     """One case in patient axes ``(S, P, L)`` (``slices.PatientAxes``)."""
 
+    axes: PatientAxes
     spacing: tuple[float, float, float]
     prediction: np.ndarray
     reference: np.ndarray | None
@@ -120,7 +121,7 @@ def load_case(
         if fits(map_path, array.shape, "uncertainty map"):
             uncertainty[region] = axes.apply(array.astype(np.float32))
     return CaseVolumes(
-        axes.spacing(geometry), axes.apply(prediction), reference, images, uncertainty
+        axes, axes.spacing(geometry), axes.apply(prediction), reference, images, uncertainty
     )
 
 
@@ -175,6 +176,20 @@ def _background_channel(inputs: ReportInputs, volumes: CaseVolumes) -> np.ndarra
     return volumes.images[present[0]]
 
 
+def _centre(volumes: CaseVolumes, notes: list[str]) -> tuple[tuple[int, int, int], str]:
+    """The voxel the slices go through, and what it is the centre of."""
+    if volumes.reference is not None:
+        centre = tumour_centre(volumes.reference)
+        if centre is not None:
+            return centre, "the centre of the reference tumour"
+    centre = tumour_centre(volumes.prediction)
+    if centre is not None:
+        return centre, "the centre of the predicted tumour"
+    notes.append("no tumour in the prediction or the reference: slices through the middle")
+    middle = tuple(n // 2 for n in volumes.prediction.shape)
+    return (middle[0], middle[1], middle[2]), "the middle of the volume"
+
+
 def case_blocks(
     inputs: ReportInputs, prediction_set: PredictionSet, case: str, column_titles: Sequence[str]
 ) -> list[Block]:
@@ -183,17 +198,11 @@ def case_blocks(
     volumes = load_case(inputs, prediction_set, case, notes)
     colours = label_colours(inputs.labels)
     blocks: list[Block] = []
+    centre, centred_on = _centre(volumes, notes)
+    where = volumes.axes.file_index(centre, volumes.prediction.shape)
+    text = f"Slices through voxel (Z, Y, X) = {where} of the files, {centred_on}."
     scores = case_scores(prediction_set.summary, case)
-    if scores:
-        blocks.append(Paragraph(scores + "."))
-    centred_on = volumes.reference if volumes.reference is not None else volumes.prediction
-    centre = tumour_centre(centred_on)
-    if centre is None and volumes.reference is not None:
-        centre = tumour_centre(volumes.prediction)
-    if centre is None:
-        notes.append("no tumour in the prediction or the reference: slices through the middle")
-        centre = (volumes.prediction.shape[0] // 2, volumes.prediction.shape[1] // 2,
-                  volumes.prediction.shape[2] // 2)  # fmt: skip
+    blocks.append(Paragraph(f"{scores}. {text}" if scores else text))
     brain = np.zeros(volumes.prediction.shape, bool)
     for image in volumes.images:
         if image is not None:

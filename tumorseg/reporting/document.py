@@ -33,6 +33,8 @@ class Table:
     row_names: bool = True
     # A header row above ``header``: (title, number of columns it spans), covering them all.
     groups: tuple[tuple[str, int], ...] = ()
+    # Numbers (right-aligned, so digits line up) rather than text (left-aligned).
+    numeric: bool = True
 
 
 @dataclass(frozen=True)

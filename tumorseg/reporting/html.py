@@ -38,7 +38,9 @@ code { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 0.9em;
 table.data { border-collapse: collapse; margin: 8px 0; font-variant-numeric: tabular-nums; }
 table.data th, table.data td { border: 1px solid #d0d7de; padding: 3px 9px; text-align: right; }
 table.data th { background: #f6f8fa; }
+table.data th[colspan] { text-align: center; }
 table.data td.name { text-align: left; font-weight: 600; }
+table.data.text td, table.data.text th { text-align: left; }
 table.data tr:nth-child(even) td { background: #fafbfc; }
 caption { caption-side: bottom; text-align: left; color: #57606a; font-size: 0.9em;
           padding-top: 4px; }
@@ -105,7 +107,8 @@ def _table(table: Table) -> str:
             cells.append(f"<td{css}>{_text(cell)}</td>")
         rows.append(f"<tr>{''.join(cells)}</tr>")
     caption = f"<caption>{_text(table.caption)}</caption>" if table.caption else ""
-    return f'<table class="data">{caption}<tr>{head}</tr>{"".join(rows)}</table>'
+    css = "data" if table.numeric else "data text"
+    return f'<table class="{css}">{caption}<tr>{head}</tr>{"".join(rows)}</table>'
 
 
 def _grid(grid: PanelGrid) -> str:

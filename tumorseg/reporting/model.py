@@ -48,8 +48,10 @@ def _run_line(run: Path) -> str:
 
     if not run.is_dir():
         return f"`{run}` (not on this machine)"
-    # The listing ends with a remark on find-best's ranking among the runs listed: one here.
-    return f"`{run}`: " + describe_runs(run.parent, [run]).rsplit("; ", 1)[0]
+    # "NAME (budget ...; folds ...; trained ...); <remark on find-best's ranking>": the folder
+    # is named by its path, and with one run listed the ranking remark says nothing.
+    details = describe_runs(run.parent, [run]).rsplit("; ", 1)[0].removeprefix(run.name).strip()
+    return f"`{run}` {details}"
 
 
 def _postprocessing(decision: dict[str, Any] | None) -> str:
@@ -117,7 +119,7 @@ def model_section(inputs: ReportInputs) -> Section:
     """The section (see the module docstring)."""
     section = Section("Model", anchor="model")
     if inputs.kind != "predictions":
-        section.blocks.append(Table(("setting", "value"), tuple(_run_rows(inputs)), row_names=True))
+        section.blocks.append(Table(("setting", "value"), tuple(_run_rows(inputs)), numeric=False))
         return section
     if not inputs.settings:
         section.blocks.append(
@@ -132,7 +134,7 @@ def model_section(inputs: ReportInputs) -> Section:
                 Paragraph(f"{len(cases)} case(s) predicted with: {', '.join(cases)}")
             )
         section.blocks.append(
-            Table(("setting", "value"), tuple(_prediction_rows(table)), row_names=True)
+            Table(("setting", "value"), tuple(_prediction_rows(table)), numeric=False)
         )
     unrecorded = [c for c in inputs.sets[0].cases if c not in record_cases]
     if unrecorded:

@@ -65,6 +65,17 @@ class PatientAxes:
                 out = np.flip(out, axis)
         return out
 
+    def file_index(self, voxel: Sequence[int], shape: Sequence[int]) -> tuple[int, int, int]:
+        """The ``(Z, Y, X)`` index in the file of voxel ``(S, P, L)`` of an ``apply``-ed
+        volume of shape ``shape``, so a reader can find the slices in a viewer."""
+        index = [0, 0, 0]
+        for target in range(3):
+            value = int(voxel[target])
+            if self.flip[target]:
+                value = int(shape[target]) - 1 - value
+            index[self.order[target]] = value
+        return (index[0], index[1], index[2])
+
     def spacing(self, geometry: Geometry) -> tuple[float, float, float]:
         """Voxel size (mm) along S, P, L."""
         s = geometry.spacing

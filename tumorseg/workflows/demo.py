@@ -111,7 +111,7 @@ def _steps_section(log: StepLog, total_seconds: float) -> Section:
     """The commands the demo ran, with their wall times."""
     rows = tuple((f"`{command}`", f"{seconds:.1f}") for command, seconds in log.steps)
     total = ("total (before this report)", f"{total_seconds:.1f}")
-    table = Table(("command", "wall time (s)"), (*rows, total), row_names=False)
+    table = Table(("command", "wall time (s)"), (*rows, total), row_names=False, numeric=False)
     return Section("Steps", [table], anchor="steps")
 
 

@@ -209,3 +209,20 @@ def test_sources_without_what_a_page_needs_are_one_line(tmp_path: Path) -> None:
         f"{foreign}: has no labels.json saying how its label maps are numbered, and no dataset "
         "is known for it; pass --dataset (-d) with the dataset id, name or folder"
     )
+
+
+def test_an_unreadable_case_is_a_note_and_the_page_still_written(predicted: Predicted) -> None:
+    path = predicted.predictions / "case_b.nii.gz"
+    path.write_bytes(path.read_bytes()[:40])  # truncated, as by a full disk elsewhere
+    code, output, _ = _report(str(predicted.predictions))
+    assert code == 0, output
+    html = (predicted.predictions / "report.html").read_text()
+    assert re.search(r"case_b: not shown: .*case_b\.nii\.gz", html)
+    assert html.count(IMAGE) == (len(CASES) - 1) * 3 * 4
+
+
+def test_a_run_with_a_broken_train_config_is_one_line(predicted: Predicted) -> None:
+    (predicted.run / "fold_1" / "train_config.json").write_text("{not json")
+    code, _, error = _report(str(predicted.run))
+    assert code == 1
+    assert str(error).startswith(f"{predicted.run / 'fold_1' / 'train_config.json'}: missing or")

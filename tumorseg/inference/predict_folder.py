@@ -133,7 +133,7 @@ def read_case_images(
         raise TumorsegError(
             f"none of the channels the run reads ({wanted}) is present; supply at least one"
         )
-    arrays, geometry = read_channels([case.images[c] for c in present])
+    arrays, geometry = read_channels([p for c in present if (p := case.images[c]) is not None])
     images = [np.zeros(geometry.shape, np.float32) for _ in range(n)]
     for channel, array in zip(present, arrays, strict=True):
         images[channel] = array

@@ -117,7 +117,11 @@ def load_case(
     images += [None] * (len(inputs.channel_names) - len(images))
     uncertainty = {}
     for region, map_path in uncertainty_files(prediction_set.folder, case, inputs).items():
-        array, _ = read_image(map_path)
+        try:
+            array, _ = read_image(map_path)
+        except TumorsegError as exc:
+            notes.append(f"uncertainty map not shown: {exc}")
+            continue
         if fits(map_path, array.shape, "uncertainty map"):
             uncertainty[region] = axes.apply(array.astype(np.float32))
     return CaseVolumes(
@@ -271,4 +275,10 @@ def case_section(
         zero = name in facts.get("zero_filled", [])
         titles.append(f"{name} (absent: zero-filled)" if zero else name)
     title = case if inputs.kind == "predictions" else f"{case} ({prediction_set.title})"
-    return Section(title, case_blocks(inputs, prediction_set, case, titles), 3, anchor)
+    try:
+        blocks = case_blocks(inputs, prediction_set, case, titles)
+    except TumorsegError as exc:
+        # One unreadable case (a truncated label map, an undeclared label value) must not cost
+        # the reader the rest of the page.
+        blocks = [Note(f"{case}: not shown: {exc}")]
+    return Section(title, blocks, 3, anchor)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from tumorseg.errors import TumorsegError
 from tumorseg.evaluation.summary import case_files
@@ -60,17 +61,21 @@ def score_against(prediction_set: PredictionSet, reference: Path, inputs: Report
     ):
         prediction_set.summary, prediction_set.scored = existing, f"`{path}`"
         return
-    options = {"dataset_folder": inputs.dataset_folder, "cases": overlap}
-    if existing is None:
-        prediction_set.summary = evaluate_predictions(
-            prediction_set.folder, reference, output=path, **options
+    def evaluate(output: Path) -> dict[str, Any]:
+        return evaluate_predictions(
+            prediction_set.folder,
+            reference,
+            dataset_folder=inputs.dataset_folder,
+            cases=overlap,
+            output=output,
         )
+
+    if existing is None:
+        prediction_set.summary = evaluate(path)
         prediction_set.scored = f"this report against `{reference}` (written to `{path}`)"
         return
     with tempfile.TemporaryDirectory() as tmp:
-        prediction_set.summary = evaluate_predictions(
-            prediction_set.folder, reference, output=Path(tmp) / "summary.json", **options
-        )
+        prediction_set.summary = evaluate(Path(tmp) / "summary.json")
     prediction_set.scored = (
         f"this report against `{reference}` (the folder's own `{path}` scores other references "
         "or cases and is left as it is)"

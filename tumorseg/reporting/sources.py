@@ -28,6 +28,7 @@ from tumorseg.errors import TumorsegError, bad_file
 from tumorseg.evaluation.summary import case_files
 from tumorseg.inference.export import read_prediction_record
 from tumorseg.inference.input_layout import find_input_cases
+from tumorseg.runs.train_config import read_train_config
 
 _SOURCE_HINT = (
     "give a run folder (RESULTS/DatasetNNN_Name/trainer__plans__configuration), one of its "
@@ -251,7 +252,7 @@ def gather_run(
     notes: list[str] = []
     for fold in fold_folders:
         title = f"fold {fold.name.removeprefix('fold_')}"
-        settings[title] = json.loads((fold / "train_config.json").read_text())
+        settings[title] = read_train_config(fold)
         validation = fold / "validation"
         cases = sorted(case_files(validation, ending)) if validation.is_dir() else []
         if not cases:

@@ -24,7 +24,7 @@ from tumorseg.cli.common import (
     TrainerOption,
     resolve_device,
 )
-from tumorseg.constants import DEFAULT_PLANS_NAME
+from tumorseg.constants import DEFAULT_PLANS_NAME, MissingModality
 
 
 class Checkpoint(str, Enum):
@@ -92,6 +92,14 @@ def predict(
         Path | None,
         typer.Option("--postprocessing", help="Post-processing decision JSON to apply."),
     ] = None,
+    missing_modality: Annotated[
+        MissingModality,
+        typer.Option(
+            "--missing-modality",
+            help="A case lacking a channel the run reads: error (stop that case, naming the "
+            "channel) or zero (give the network no signal in it; recorded in prediction.json).",
+        ),
+    ] = MissingModality.ERROR,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     results: ResultsOption = DEFAULT_RESULTS,
 ) -> None:
@@ -131,6 +139,7 @@ def predict(
         save_probabilities=save_probabilities,
         postprocessing=decision,
         progress=not quiet,
+        missing_modality=missing_modality,
     )
     typer.echo(
         f"{len(report.done)} predicted, {len(report.skipped)} already done, "
@@ -212,10 +221,11 @@ def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
     app.command(
         "predict",
-        help="Predict every case of an input folder with the folds of a trained run. Labels are "
-        "written in the dataset's source convention (e.g. 0/1/2/4 for BraTS 2021) and recorded in "
-        "the output folder's labels.json; cases already in the output folder are skipped, so an "
-        "interrupted run resumes.",
+        help="Predict every case of an input folder with the folds of a trained run. A case "
+        "needs only the channels the run reads. Labels are written in the dataset's source "
+        "convention (e.g. 0/1/2/4 for BraTS 2021) and recorded in the output folder's "
+        "labels.json, what produced each case in its prediction.json; cases already in the "
+        "output folder are skipped, so an interrupted run resumes.",
     )(predict)
     app.command("ensemble")(ensemble)
     app.command("export-model")(export_model)

@@ -29,14 +29,20 @@ class _Clock:
 
 
 def test_batching_is_taken_while_it_pays() -> None:
-    # per-call overhead 1 s + 0.25 s per tile: tiles/s 0.8, 1.33, 2.0, 2.67 for 1, 2, 4, 8
-    clock = _Clock(lambda b: 1.0 + 0.25 * b)
+    # per-call overhead 0.1 s + 0.025 s per tile: tiles/s 8, 13.3, 20, 26.7 for 1, 2, 4, 8
+    clock = _Clock(lambda b: 0.1 + 0.025 * b)
     assert choose_tile_batch(clock.network, (1, 4, 4), cap=8, timer=clock) == 8
     assert choose_tile_batch(clock.network, (1, 4, 4), cap=5, timer=clock) == 4
 
 
+def test_a_long_pass_ends_the_search() -> None:
+    clock = _Clock(lambda b: 1.5 + 0.1 * b)  # batching would still pay, but one pass is 1.6 s
+    assert choose_tile_batch(clock.network, (1, 4, 4), cap=8, timer=clock) == 1
+    assert clock.sizes == [1, 1]
+
+
 def test_no_batching_when_time_grows_with_the_batch() -> None:
-    clock = _Clock(lambda b: 2.0 * b)  # tiles/s is the same for every batch
+    clock = _Clock(lambda b: 0.2 * b)  # tiles/s is the same for every batch
     assert choose_tile_batch(clock.network, (1, 4, 4), cap=8, timer=clock) == 1
     assert clock.sizes == [1, 1, 2, 2]  # stopped after the first doubling that did not pay
 

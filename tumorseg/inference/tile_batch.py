@@ -4,7 +4,12 @@ Larger batches amortise per-call overhead and let oneDNN / the runtime use wider
 past some size the forward pass is no faster per tile and only costs memory. ``choose_tile_batch``
 caps the candidates by the memory available now (``MemAvailable``) and the network's estimated
 activations per input, then times one forward pass per candidate, doubling from 1 and stopping
-as soon as doubling no longer gains ``MIN_GAIN`` in tiles per second.
+as soon as doubling no longer gains ``MIN_GAIN`` in tiles per second, or once one pass takes
+``LONG_PASS_SECONDS``: what batching saves is per-call overhead (milliseconds), which cannot be
+``MIN_GAIN`` of so long a pass, so measuring larger batches would only cost time. (With the
+plans' full 3D network, 1.7-5 s per 80 x 96 x 80 tile on two cores, batches of 1, 2 and 4 gave
+the same time per tile within the noise of our measurements; with small 2D networks batching
+gains several times.)
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ MEMORY_SHARE = 0.5
 #: of them per pass is beyond any gain measured) and for 2D slices (cheap, so more per pass).
 MAX_BATCH_3D = 8
 MAX_BATCH_2D = 64
+#: A forward pass this long is compute-bound: per-call overhead is far below MIN_GAIN of it.
+LONG_PASS_SECONDS = 1.0
 #: Inference keeps no activation gradients and frees maps as it goes; half the training estimate
 #: (forward + backward) in float32 bounds what one input's forward pass holds.
 _INFERENCE_SHARE = 0.5
@@ -72,7 +79,7 @@ def choose_tile_batch(
 
     ``predict_logits`` maps ``(B, *input_shape)`` to logits. Each candidate is run once untimed
     (kernel creation for the new shape) and once timed; the search stops at the first doubling
-    that gains less than ``MIN_GAIN``.
+    that gains less than ``MIN_GAIN``, or after a pass of ``LONG_PASS_SECONDS`` or more.
     """
     generator = torch.Generator().manual_seed(0)
     best, best_rate = 1, 0.0
@@ -83,9 +90,12 @@ def choose_tile_batch(
             predict_logits(x)
             start = timer()
             predict_logits(x)
-            rate = size / max(timer() - start, 1e-9)
+            seconds = max(timer() - start, 1e-9)
+            rate = size / seconds
             if best_rate and rate < best_rate * (1 + MIN_GAIN):
                 break
             best, best_rate = size, rate
+            if seconds >= LONG_PASS_SECONDS:
+                break
             size *= 2
     return best

@@ -246,13 +246,15 @@ def prepare_volume(volume_name: str, names: list[str], args: argparse.Namespace)
 
 
 def bench_part(part: str, prepared: dict, args: argparse.Namespace) -> list[dict]:
-    _, tta, _ = PARTS[part]
+    volume_name, tta, _ = PARTS[part]
     names = part_tools(part, args)
     image, label, patch = prepared["image"], prepared["label"], prepared["patch"]
     tools, theirs, flops, rates = (prepared[k] for k in ("tools", "theirs", "flops", "rates"))
     topology, n_tiles = prepared["topology"], prepared["tiles"]
     mirrors = 8 if tta else 1
     repeats = args.tta_repeats if tta else args.repeats
+    if volume_name == "1mm":
+        repeats = min(repeats, args.repeats_1mm)
     rows, outputs = [], {}
     for repeat in range(repeats):
         for name in names if repeat % 2 == 0 else names[::-1]:
@@ -314,6 +316,9 @@ def main() -> None:
     parser.add_argument("--tools", default=None, help="comma list (default: per part)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per tool without TTA")
     parser.add_argument("--tta-repeats", type=int, default=2, help="runs per tool with TTA")
+    parser.add_argument(
+        "--repeats-1mm", type=int, default=2, help="at most this many runs per tool at 1 mm"
+    )
     parser.add_argument("--forward-repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--json", type=Path, default=None)

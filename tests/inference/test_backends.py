@@ -158,3 +158,32 @@ def test_cli_predict_with_onnxruntime_writes_labels(tmp_path: Path) -> None:
     torch_labels = read_image(tmp_path / "torch" / "case.nii.gz")[0]
     # Probabilities agree to 1e-3; a label may differ only where one sits within that of 0.5.
     assert float(np.mean(ort_labels == torch_labels)) > 0.99
+
+
+@pytest.mark.parametrize(
+    ("trainer_name", "configuration"), [("pairing", "3d_fullres"), ("msf", "2d")]
+)
+def test_published_trainers_export_to_onnx(trainer_name: str, configuration: str) -> None:
+    """The predictor exports graphs without re-checking them, so every trainer's network is
+    checked here, on a batch size other than the export's."""
+    import onnxruntime
+    import torch
+
+    from tests.trainers.test_trainer_contract import tiny_context
+    from tumorseg.inference.onnx_export import export_onnx
+    from tumorseg.trainers import build_trainer
+
+    context = tiny_context(configuration)
+    trainer = build_trainer(trainer_name, context)
+    torch.manual_seed(0)
+    network = trainer.build_network().eval()
+    channels = len(context.channels) * context.configuration.input_channels_per_modality
+    shape = (channels, *context.configuration.patch_size)
+    graph = export_onnx(trainer, network, shape, check=False)
+    x = torch.randn(3, *shape, generator=torch.Generator().manual_seed(5))
+    session = onnxruntime.InferenceSession(graph, providers=["CPUExecutionProvider"])
+    got = torch.sigmoid(torch.from_numpy(session.run(None, {"image": x.numpy()})[0]))
+    with torch.inference_mode():
+        expected = torch.sigmoid(trainer.predict_logits(network, x))
+    assert got.shape == expected.shape
+    assert float((got - expected).abs().max()) <= 1e-3

@@ -138,7 +138,7 @@ def predict(
         typer.Option(
             "--backend",
             help="Runtime of the networks: torch, onnxruntime or openvino (CPU; those two need "
-            "pip install 'tumorseg[onnx]' / 'tumorseg[openvino]').",
+            "pip install 'tumorseg\\[onnx]' / 'tumorseg\\[openvino]').",
         ),
     ] = Backend.TORCH,
     precision: Annotated[
@@ -258,7 +258,7 @@ def export_model(
             "--format",
             help="torch: checkpoints only; onnx: also each fold's network as ONNX, with the "
             "preprocessing and sliding-window settings in the manifest (needs "
-            "pip install 'tumorseg[onnx]').",
+            "pip install 'tumorseg\\[onnx]').",
         ),
     ] = ModelFormat.TORCH,
     opset: Annotated[

@@ -14,8 +14,9 @@ copy built here therefore
 - runs under bf16 autocast when the precision is bf16 (see ``tumorseg.inference.precision``):
   convolutions in bf16 with float32 accumulation, logits returned as float32.
 
-Both rewrites change only float rounding (fp32 logits agree with the eager network to ~1e-5
-relative), and they apply to any trainer's network built from standard modules. This replaces
+Both rewrites change only float rounding (on the plans' full network, fp32 sigmoid
+probabilities stayed within 3e-4 of the eager network's), and they apply to any trainer's network
+built from standard modules. This replaces
 an earlier TorchScript-traced graph: tracing is deprecated, and once tiles were batched it was
 no faster than the eager network, while this copy is several times faster (BENCHMARKS.md).
 """

@@ -135,7 +135,8 @@ class Predictor:
         computed as group norms (same function, faster kernels; ``tumorseg.inference.optimize``).
         ``backend``: ``torch``, ``onnxruntime`` or ``openvino`` (the last two run each fold's
         ``network_<checkpoint>.onnx`` when ``export-model --format onnx`` installed one, else a
-        graph exported now). ``precision``: ``fp32``, ``bf16`` or ``auto`` (bf16 where the CPU
+        graph exported now, which takes seconds to minutes per fold: export once for repeated
+        use). ``precision``: ``fp32``, ``bf16`` or ``auto`` (bf16 where the CPU
         has it natively and it measures faster; see ``tumorseg.inference.precision``; ONNX
         Runtime is always fp32). ``tile_batch_size`` ``AUTO_TILE_BATCH`` (0): chosen from free
         memory and measured throughput (``tumorseg.inference.tile_batch``)."""
@@ -206,8 +207,13 @@ class Predictor:
         from tumorseg.inference.onnx_export import export_onnx, fold_onnx
 
         path = fold_onnx(folder, checkpoint)
+        # `export-model --format onnx` checked its graphs against PyTorch when it wrote them; a
+        # graph exported here for this run only skips that check (it costs about ten tiles of
+        # prediction at 1 mm); the exporter is tested on every trainer's network.
         graph = (
-            path.read_bytes() if path.is_file() else export_onnx(trainer, network, self.input_shape)
+            path.read_bytes()
+            if path.is_file()
+            else export_onnx(trainer, network, self.input_shape, check=False)
         )
         threads = torch.get_num_threads()
         if self.backend is Backend.ONNXRUNTIME:

@@ -92,6 +92,7 @@ def export_onnx(
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
             "predict with --backend torch"
         ) from None
+    assert program is not None  # dynamo=True always returns a program
     model = program.model_proto.SerializeToString()
     # One input is enough to catch a wrong graph and halves the cost (a float32 ONNX Runtime pass
     # of a 1 mm tile takes seconds); the export itself needs two, or the batch gets fixed at 1.

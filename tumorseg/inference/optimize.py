@@ -84,7 +84,8 @@ def inference_network(network: nn.Module) -> nn.Module:
     _replace_instance_norms(fast)
     memory_format = channels_last_format(fast)
     if memory_format is not None:
-        fast = fast.to(memory_format=memory_format)
+        # Module.to accepts memory_format at run time; torch's stubs do not list it.
+        fast = fast.to(memory_format=memory_format)  # type: ignore[call-overload]
     return fast
 
 

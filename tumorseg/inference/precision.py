@@ -64,7 +64,7 @@ def bf16_speedup() -> float:
     """fp32 time / bf16 time of the probe convolution in the layout inference uses
     (channels-last); > 1 means bf16 is faster on this CPU."""
     conv = nn.Conv3d(_PROBE_CHANNELS, _PROBE_CHANNELS, 3, padding=1, bias=False).eval()
-    conv = conv.to(memory_format=torch.channels_last_3d)
+    conv = conv.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
     x = torch.randn(1, _PROBE_CHANNELS, *(_PROBE_SIZE,) * 3)
     x = x.contiguous(memory_format=torch.channels_last_3d)
 

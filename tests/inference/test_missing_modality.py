@@ -60,7 +60,9 @@ def test_zero_gives_the_network_zeros_after_normalisation_and_records_it(tmp_pat
     write_raw_case(partial, "case", seed=1)
     (partial / "case_0002.nii.gz").unlink()
     args = _predict(partial, out, results, "3d_fullres", "--missing-modality", "zero")
-    result = runner.invoke(app, [*args, "--save-probabilities"])
+    # fp32 on both sides: this compares zero-filling, not bf16 rounding (which `auto` picks on
+    # CPUs with native bf16).
+    result = runner.invoke(app, [*args, "--save-probabilities", "--precision", "fp32"])
     assert result.exit_code == 0, result.output
     # Independently: the full case preprocessed, its T2 replaced by 0 in the network's input.
     predictor = Predictor([run / "fold_0"], tta=False)

@@ -231,8 +231,10 @@ def predict_with_run(
     device: str = "cpu",
     tta: bool = True,
     step_size: float = 0.5,
-    tile_batch_size: int = 4,
-    optimize: bool = False,
+    tile_batch_size: int = 0,
+    optimize: bool = True,
+    backend: str = "torch",
+    precision: str = "auto",
     save_probabilities: bool = False,
     postprocessing: dict[str, Any] | None = None,
     progress: bool = True,
@@ -246,7 +248,9 @@ def predict_with_run(
     happens when one lacks such a channel (see the module docstring). Labels are written in
     the dataset's source convention, with the folder's ``labels.json`` and ``prediction.json``
     (run, folds, TTA, post-processing, and each case's channels); cases already done are
-    skipped.
+    skipped. ``tile_batch_size`` 0, ``optimize``, ``backend`` and ``precision``: as in
+    ``Predictor`` (the defaults are the command line's: automatic tile batch, bf16 where the CPU
+    has it natively and it measures faster).
     """
     from tumorseg.inference.predictor import Predictor
     from tumorseg.runs.locate import find_fold_folders
@@ -264,6 +268,8 @@ def predict_with_run(
         step_size=step_size,
         tile_batch_size=tile_batch_size,
         optimize=optimize,
+        backend=backend,
+        precision=precision,
     )
     cases = find_input_cases(input_folder, predictor.dataset_json)
     settings = prediction_settings(

@@ -221,3 +221,30 @@ def test_gloo_ranks_agree_on_collectives_and_the_end_of_epoch_zero(roots: Roots)
     # rank 1's own clock would have stopped it after the first step.
     assert steps0 == steps1
     assert 2 <= steps0 < 12
+
+
+def test_torchrun_on_cuda_joins_nccl_with_collectives_on_the_local_gpu(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rank 3 of 4 on a node's GPU 1: NCCL backend, device ``cuda:1`` selected before the group
+    starts, collective tensors on ``cuda:1`` (CUDA itself is faked: this checks the decisions,
+    not NCCL)."""
+    from tumorseg.training import distributed
+
+    calls: list[tuple[str, object]] = []
+    monkeypatch.setattr(distributed.torch.cuda, "set_device", lambda i: calls.append(("gpu", i)))
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(
+        distributed.dist,
+        "init_process_group",
+        lambda backend: calls.append(("group", backend)),
+    )
+    env = {"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1"}
+    info, device = init_distributed("cuda", env)
+    assert calls == [("gpu", 1), ("group", "nccl")]
+    assert device == "cuda:1"
+    assert info == DistInfo(3, 4, 1, "cuda:1")
+    calls.clear()
+    info, device = init_distributed("cpu", env)
+    assert calls == [("group", "gloo")]
+    assert (device, info.collective_device) == ("cpu", "cpu")

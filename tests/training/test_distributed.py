@@ -147,6 +147,11 @@ class _CountingClock:
 
 def _rank_worker(rank: int, folder: str, port: int, queue: Any) -> None:
     """One gloo rank: the collectives, then epoch 0 of a time budget on its own clock."""
+    import faulthandler
+
+    # A rank stuck in a collective prints where (to the test's captured stderr) and exits
+    # before the test's own timeout, so a hang is reported with its stack, not just "Empty".
+    faulthandler.dump_traceback_later(240, exit=True)
     os.environ.update(
         {
             "RANK": str(rank),

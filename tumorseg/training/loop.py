@@ -112,7 +112,7 @@ class Loop:
         """The run's settings with what the loop actually did: the schedule's epochs, the steps
         and validation batches per epoch used (a time budget shortens them; the requested
         values are kept under ``loop.requested``), the optimiser, schedule and sampling policy,
-        and what ``--pretrained`` copied."""
+        the network's size (``network``) and what ``--pretrained`` copied."""
         config = self.run.train_config()
         loop = config["loop"]
         loop["requested"] = {
@@ -126,6 +126,7 @@ class Loop:
         loop["optimization"] = self.optimization.describe()
         policy = sampling_policy_for(self.run.trainer, self.settings)
         loop["sampling"] = {"policy": type(policy).__name__, **_fields(policy)}
+        config["network"] = network_record(self.network)
         if self.state.pretrained is not None:
             config["pretrained"] = self.state.pretrained
         return config
@@ -347,6 +348,16 @@ class Loop:
         val_start = self.state.epoch * self._val_iterations()
         val_it = iter(batch_loader(val_data, val_start, min(workers, 1), pin))
         return train_it, val_it
+
+
+def network_record(network: nn.Module) -> dict[str, Any]:
+    """The network's class and parameter counts, for ``train_config.json`` (sizes of runs with
+    different trainers or widths are then comparable from their folders)."""
+    return {
+        "class": type(network).__name__,
+        "parameters": sum(p.numel() for p in network.parameters()),
+        "trainable_parameters": sum(p.numel() for p in network.parameters() if p.requires_grad),
+    }
 
 
 def _fields(obj: Any) -> dict[str, Any]:

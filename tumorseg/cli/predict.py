@@ -91,16 +91,30 @@ def predict(
     run: RunOption = None,
     postprocessing: Annotated[
         Path | None,
-        typer.Option("--postprocessing", help="Post-processing decision JSON to apply."),
+        typer.Option(
+            "--postprocessing",
+            help="Post-processing decision JSON to apply instead of the run's own.",
+        ),
     ] = None,
+    no_postprocess: Annotated[
+        bool,
+        typer.Option(
+            "--no-postprocess",
+            help="Apply no post-processing (default: the run's cross-validation decision, else "
+            "its trainer's paper preset, else none).",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     results: ResultsOption = DEFAULT_RESULTS,
 ) -> None:
     """Predict every case of an input folder with the folds of a trained run.
 
-    Labels are written in the dataset's source convention (e.g. 0/1/2/4 for BraTS 2021),
-    recorded in the output folder's labels.json; cases already in the output folder are
-    skipped, so an interrupted run can be resumed.
+    Without -f: all five cross-validation folds averaged when they are trained (else the
+    trained ones). Post-processing: the run's cross-validation decision, else its trainer's
+    paper preset (pairing), else none; both choices are printed first and recorded in the
+    output folder's labels.json. Labels are written in the dataset's source convention (e.g.
+    0/1/2/4 for BraTS 2021); cases already in the output folder are skipped, so an
+    interrupted run can be resumed.
     """
     import torch
 
@@ -108,11 +122,8 @@ def predict(
 
     if num_threads is not None:
         torch.set_num_threads(num_threads)
-    decision = None
-    if postprocessing is not None:
-        from tumorseg.postprocessing.rules import read_decision
-
-        decision = read_decision(postprocessing)
+    if no_postprocess and postprocessing is not None:
+        raise TumorsegError("give --postprocessing FILE or --no-postprocess, not both")
     report = predict_with_run(
         input_folder,
         output,
@@ -130,7 +141,9 @@ def predict(
         tile_batch_size=tile_batch_size,
         optimize=traced,
         save_probabilities=save_probabilities,
-        postprocessing=decision,
+        postprocessing=postprocessing,
+        run_postprocessing=not no_postprocess,
+        echo=typer.echo,
         progress=not quiet,
     )
     typer.echo(
@@ -212,8 +225,11 @@ def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
     app.command(
         "predict",
-        help="Predict every case of an input folder with the folds of a trained run. Labels are "
-        "written in the dataset's source convention (e.g. 0/1/2/4 for BraTS 2021) and recorded in "
+        help="Predict every case of an input folder with the folds of a trained run (without "
+        "-f: the 5-fold ensemble when all five folds are trained). Post-processing by default: "
+        "the run's cross-validation decision, else its trainer's paper preset, else none "
+        "(--no-postprocess, --postprocessing FILE). Labels are written in the dataset's source "
+        "convention (e.g. 0/1/2/4 for BraTS 2021) and recorded, with the post-processing, in "
         "the output folder's labels.json; cases already in the output folder are skipped, so an "
         "interrupted run resumes.",
     )(predict)

@@ -368,7 +368,8 @@ def _fields(obj: Any) -> dict[str, Any]:
 
 
 def train(run: TrainingRun, *, resume: bool = False, echo: bool = True) -> Path:
-    """Train ``run``, write the final checkpoint and validate.
+    """Train ``run``, write the final checkpoint and validate; after the last fold of a
+    cross-validation, decide the run's post-processing on it.
 
     ``resume`` continues from the fold's final or latest checkpoint; otherwise a run whose loop
     settings name a ``pretrained`` checkpoint starts from its weights. Returns the fold folder.
@@ -396,12 +397,13 @@ def train(run: TrainingRun, *, resume: bool = False, echo: bool = True) -> Path:
         # the training cases would only cost time and report an optimistic figure.
         loop.log.log("fold all: no held-out cases, final validation skipped")
     elif loop.info.is_main:
-        from tumorseg.training.validation import validate_fold
+        from tumorseg.training.validation import decide_run_postprocessing, validate_fold
 
         summary = validate_fold(run, loop.network, loop.device, log=loop.log.log)
         loop.log.log(
             "validation mean: "
             + ", ".join(f"{r} Dice {m.get('dice')}" for r, m in summary["mean"].items())
         )
+        decide_run_postprocessing(run, log=loop.log.log)
     dist.shutdown(loop.info)
     return folder

@@ -54,8 +54,10 @@ def tiny_plans() -> Plans:
     )
 
 
-def write_tiny_run(results: Path, folds: tuple[int, ...] = (0,), run: str = RUN) -> Path:
-    """``RESULTS/Dataset001_Tiny/<run>`` with untrained default-trainer checkpoints."""
+def write_tiny_run(
+    results: Path, folds: tuple[int | str, ...] = (0,), run: str = RUN, trainer_name: str = "default"
+) -> Path:
+    """``RESULTS/Dataset001_Tiny/<run>`` with untrained checkpoints of ``trainer_name``."""
     from tumorseg.trainers import build_trainer
     from tumorseg.trainers.base import TrainerContext
 
@@ -68,8 +70,8 @@ def write_tiny_run(results: Path, folds: tuple[int, ...] = (0,), run: str = RUN)
     config = plans.configurations["3d_fullres"]
     context = TrainerContext(plans, config, dataset, tuple(range(len(CHANNELS))))
     for fold in folds:
-        torch.manual_seed(fold)
-        trainer = build_trainer("default", context)
+        torch.manual_seed(fold if isinstance(fold, int) else 99)
+        trainer = build_trainer(trainer_name, context)
         network = trainer.build_network()
         folder = run_folder / f"fold_{fold}"
         folder.mkdir()
@@ -78,11 +80,11 @@ def write_tiny_run(results: Path, folds: tuple[int, ...] = (0,), run: str = RUN)
             "plans_name": "tumorsegPlans",
             "configuration": "3d_fullres",
             "fold": fold,
-            "trainer": "default",
+            "trainer": trainer_name,
             "trainer_settings": {},
             "loop": {},
             "channels": list(range(len(CHANNELS))),
-            "output_activation": "sigmoid",
+            "output_activation": trainer.output_activation,
             "output_names": list(trainer.output_names),
             "tumorseg_version": "test",
         }

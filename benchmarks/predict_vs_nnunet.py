@@ -99,7 +99,7 @@ def zscore(images: list[np.ndarray]) -> torch.Tensor:
 def volume_2mm() -> tuple[torch.Tensor, str]:
     from tumorseg.data.synthetic.case import generate_case
 
-    case = generate_case(0, 2.0, tumour=False)
+    case = generate_case(0, 2.0, tumour=False, difficulty="realistic")
     return zscore(list(case.images)), "synthetic subject, 2 mm (tumorseg synth anatomy)"
 
 
@@ -111,7 +111,7 @@ def volume_1mm() -> tuple[torch.Tensor, str]:
         return zscore(images), "BraTS 2023 sample case BraTS-GLI-00001-000, 1 mm, full grid"
     from tumorseg.data.synthetic.case import generate_case
 
-    case = generate_case(0, 1.0, tumour=False)
+    case = generate_case(0, 1.0, tumour=False, difficulty="realistic")
     grid = np.zeros((4, 155, 240, 240), np.float32)
     data = zscore(list(case.images)).numpy()
     box = tuple(slice(0, min(s, g)) for s, g in zip(data.shape[1:], grid.shape[1:], strict=True))

@@ -366,7 +366,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("benchmarks/_work/seed"))
     parser.add_argument("--id", type=int, default=910)
     parser.add_argument("--cases", type=int, default=30)
-    parser.add_argument("--difficulty", default=None, help="tumorseg synth --difficulty, if any")
+    parser.add_argument("--difficulty", default="realistic", help="tumorseg synth --difficulty")
     parser.add_argument("--folds", default="0,1")
     parser.add_argument("--cores", type=int, default=2, help="cores of the idle machine")
     parser.add_argument("--only", default=None, help="train only runs whose key starts so")

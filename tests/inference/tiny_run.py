@@ -55,7 +55,10 @@ def tiny_plans() -> Plans:
 
 
 def write_tiny_run(
-    results: Path, folds: tuple[int | str, ...] = (0,), run: str = RUN, trainer_name: str = "default"
+    results: Path,
+    folds: tuple[int | str, ...] = (0,),
+    run: str = RUN,
+    trainer_name: str = "default",
 ) -> Path:
     """``RESULTS/Dataset001_Tiny/<run>`` with untrained checkpoints of ``trainer_name``."""
     from tumorseg.trainers import build_trainer

@@ -25,6 +25,7 @@ from tumorseg.cli.common import (
     resolve_device,
 )
 from tumorseg.constants import DEFAULT_PLANS_NAME
+from tumorseg.errors import TumorsegError
 
 
 class Checkpoint(str, Enum):

@@ -34,9 +34,12 @@ Choices the paper leaves open (each a setting):
   branches together cost about the memory and the parameters of the single U-Net the plan's
   patch was sized for, and a comparison with the default trainer is one at equal size;
   ``feature_scale=1.0`` is the paper's full 3D U-Net per branch (trained on a 64 GB GPU), about
-  4x the parameters of the default and 2x its activation memory. The network's parameter
+  4x the parameters of the half width and 2x its activation memory. The network's parameter
   count is recorded in ``train_config.json`` (``network.parameters``); on the CPU plans of
-  the 2 mm synthetic dataset (3d_fullres, 32-128 features) they are PARAM_COUNTS;
+  the 2 mm synthetic dataset (3d_fullres, patch 48 x 80 x 64, 32-128 features, five stages)
+  they are 4.0 M (``feature_scale=0.5``) and 16.0 M (``1.0``) against the default U-Net's
+  5.2 M, and one training step of the full width costs about 5x the default's CPU time
+  (BENCHMARKS.md);
 - warm-up: 20 of 1000 epochs in the paper, scaled to any run length as
   ``loop_defaults["warmup_fraction"] = 0.02`` (linear warm-up, then poly decay; SGD Nesterov
   from the loop);

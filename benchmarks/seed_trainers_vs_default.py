@@ -20,12 +20,15 @@ run                           trainer      settings
 
 Budget. Each run gets the number of optimiser steps that ``--time-budget 20m`` gives it on an
 idle machine. On a shared machine a wall-clock budget would measure the other jobs, so the
-steps are fixed: the CPU time of one step (training step, its share of the per-epoch validation
-batches and of the data loading, all processes counted) is measured once per run as the
-difference between two short trainings of 1 and 3 epochs (fixed costs cancel), and an idle
-machine of ``--cores`` cores is taken to spend it in ``cpu / cores`` wall seconds. The steps
-are split into 20 epochs, as a CPU time budget splits them (``BUDGET_MIN_EPOCHS``). The
-measurement is written to ``steps.json`` and reused.
+steps are fixed: the work of one step (training step, its share of the per-epoch validation
+batches and the data loading) is measured once per run as the CPU time of a single-threaded
+training with the data loaded in the same process, the difference between two short trainings
+of 1 and 3 epochs (fixed costs cancel). One thread, because the CPU time of several threads
+includes their waiting for each other, which grows with the machine's load. An idle machine of
+``--cores`` cores is taken to spend that work in ``cpu / cores`` wall seconds (all cores busy:
+an upper bound on its speed, so a lower bound on the wall time of a step). The steps are split
+into 20 epochs, as a CPU time budget splits them (``BUDGET_MIN_EPOCHS``). The measurement is
+written to ``steps.json`` and reused.
 
 Scores. Every fold's final validation (whole held-out volumes in the original grid, final
 checkpoint, no TTA, no post-processing), the folds merged per run and evaluated with ``tumorseg
@@ -55,7 +58,7 @@ from typing import Any
 
 BUDGET_S = 20 * 60
 EPOCHS = 20  # a CPU time budget splits its schedule into this many epochs (BUDGET_MIN_EPOCHS)
-MEASURE_STEPS = 8  # steps per epoch of the two measuring runs
+MEASURE_STEPS = 6  # steps per epoch of the two measuring runs
 REGIONS = ("WT", "TC", "ET")
 
 
@@ -121,9 +124,11 @@ def run_folder(results: Path, dataset: str, spec: RunSpec, fold: int) -> Path:
         recorded = json.loads(path.read_text())
         wanted = {k: v for k, _, v in (s.partition("=") for s in spec.settings)}
         have = recorded["trainer_settings"]
-        if recorded["trainer"] == spec.trainer and all(
-            str(have.get(k)).lower() == v.lower() for k, v in wanted.items()
-        ) and _is_default_elsewhere(have, wanted, spec.trainer):
+        if (
+            recorded["trainer"] == spec.trainer
+            and all(str(have.get(k)).lower() == v.lower() for k, v in wanted.items())
+            and _is_default_elsewhere(have, wanted, spec.trainer)
+        ):
             return folder
     raise FileNotFoundError(f"no run folder of {spec.key} fold {fold} under {results / dataset}")
 
@@ -139,8 +144,10 @@ def _is_default_elsewhere(have: dict[str, Any], wanted: dict[str, str], trainer:
 
 # ---- the step budget ---------------------------------------------------------------------------
 def measure_one(args: argparse.Namespace) -> None:
-    """Train ``args.epochs`` epochs of ``MEASURE_STEPS`` steps (no final validation); print the
-    CPU seconds of this process and its reaped children (the loader workers)."""
+    """Train ``args.epochs`` epochs of ``MEASURE_STEPS`` steps single-threaded, data loaded in
+    this process (no final validation); print the CPU seconds of the process."""
+    import torch
+
     from tumorseg.paths import Roots
     from tumorseg.training.loop import Loop
     from tumorseg.training.run import prepare_run
@@ -151,26 +158,39 @@ def measure_one(args: argparse.Namespace) -> None:
     loop_values = {
         "epochs": args.epochs,
         "iterations_per_epoch": MEASURE_STEPS,
-        "num_workers": 2,
+        "num_workers": 0,
         "device": "cpu",
     }
+    torch.set_num_threads(1)
     prepared = prepare_run(
         roots, args.dataset, spec.configuration, 0, spec.trainer, "tumorsegPlans", settings,
         loop_values,
     )  # fmt: skip
     loop = Loop(prepared, echo=False)
     loop.fit()
-    del loop
-    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-    print(json.dumps({"cpu_s": sum(u.ru_utime + u.ru_stime for u in usage)}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"cpu_s": usage.ru_utime + usage.ru_stime}))
 
 
-def measure_steps(work: Path, dataset: str, cores: int, env: dict[str, str]) -> dict[str, Any]:
-    """Steps per run that a 20-minute budget gives on an idle ``cores``-core machine."""
+def selected(only: str | None) -> list[RunSpec]:
+    """The runs named in ``only`` (comma-separated keys; all runs when empty)."""
+    if not only:
+        return list(RUNS)
+    keys = [k.strip() for k in only.split(",")]
+    unknown = sorted(set(keys) - {s.key for s in RUNS})
+    if unknown:
+        raise SystemExit(f"unknown run(s) {unknown}; the runs are {[s.key for s in RUNS]}")
+    return [s for s in RUNS if s.key in keys]
+
+
+def measure_steps(
+    work: Path, dataset: str, cores: int, env: dict[str, str], specs: list[RunSpec]
+) -> dict[str, Any]:
+    """Steps per run of ``specs`` that a 20-minute budget gives an idle ``cores``-core machine."""
     path = work / "steps.json"
     out: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
     out["method"] = " ".join(__doc__.split("Scores.")[0].split("Budget.")[1].split())
-    for spec in RUNS:
+    for spec in specs:
         if spec.key in out:
             continue  # measured once, reused
         cpu = []
@@ -183,7 +203,10 @@ def measure_steps(work: Path, dataset: str, cores: int, env: dict[str, str]) -> 
                 "--preprocessed", str(work / "preprocessed"), "--results", str(scratch),
             ]  # fmt: skip
             started = time.perf_counter()
-            result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+            one_thread = {**env, "OMP_NUM_THREADS": "1"}
+            result = subprocess.run(
+                command, env=one_thread, capture_output=True, text=True, check=True
+            )
             wall = time.perf_counter() - started
             cpu.append((json.loads(result.stdout.strip().splitlines()[-1])["cpu_s"], wall))
         per_step = (cpu[1][0] - cpu[0][0]) / (2 * MEASURE_STEPS)
@@ -194,6 +217,7 @@ def measure_steps(work: Path, dataset: str, cores: int, env: dict[str, str]) -> 
             "cpu_s_per_step": round(per_step, 3),
             "idle_wall_s_per_step": round(idle_step, 3),
             "steps": per_epoch * EPOCHS,
+            "threads": 1,
             "epochs": EPOCHS,
             "iterations_per_epoch": per_epoch,
             "measured_wall_s": [round(c[1], 1) for c in cpu],
@@ -234,30 +258,68 @@ def train_all(
     steps: dict[str, Any],
     folds: list[int],
     env: dict[str, str],
-    log: Path,
-    only: str | None,
+    specs: list[RunSpec],
+    jobs: int = 1,
 ) -> None:
+    """Train every run and fold not yet validated, ``jobs`` at a time (longest first).
+
+    With ``jobs > 1`` each training gets ``cores // jobs`` threads (at least one) and one loader
+    process; the steps are fixed, so the parallelism changes the wall time only.
+    """
     roots = ["--raw", str(work / "raw"), "--preprocessed", str(work / "preprocessed"),
              "--results", str(work / "results")]  # fmt: skip
+    todo = []
     for fold in folds:
-        for spec in RUNS:
-            if only and not spec.key.startswith(only):
-                continue
+        for spec in specs:
             try:
                 folder = run_folder(work / "results", dataset, spec, fold)
                 if (folder / f"fold_{fold}" / "validation" / "summary.json").is_file():
                     continue
             except FileNotFoundError:
                 pass
-            budget = steps[spec.key]
-            print(f"training {spec.key} fold {fold}: {budget['steps']} steps", flush=True)
-            run(
-                tumorseg("train", dataset, spec.configuration, str(fold), "--trainer",
-                         spec.trainer, *settings_args(spec), "--epochs", str(budget["epochs"]),
-                         "--iterations-per-epoch", str(budget["iterations_per_epoch"]),
-                         "--device", "cpu", *roots),
-                log, env,
-            )  # fmt: skip
+            todo.append((spec, fold))
+    todo.sort(key=lambda job: -_idle_seconds(steps[job[0].key]))
+    threads = max(1, int(env.get("TUMORSEG_BENCH_CORES", "2")) // jobs)
+    job_env = {**env, "OMP_NUM_THREADS": str(threads)} if jobs > 1 else env
+    workers = ["-np", "1"] if jobs > 1 else []
+    running: list[tuple[subprocess.Popen, Any]] = []
+    for spec, fold in todo:
+        while len(running) >= jobs:
+            running = _reap(running)
+        budget = steps[spec.key]
+        print(f"training {spec.key} fold {fold}: {budget['steps']} steps", flush=True)
+        command = tumorseg(
+            "train", dataset, spec.configuration, str(fold), "--trainer", spec.trainer,
+            *settings_args(spec), "--epochs", str(budget["epochs"]),
+            "--iterations-per-epoch", str(budget["iterations_per_epoch"]), "--device", "cpu",
+            *workers, *roots,
+        )  # fmt: skip
+        handle = (work / f"train_{spec.key.replace(' ', '_')}_fold{fold}.log").open("w")
+        handle.write(f"$ {' '.join(command)}\n")
+        handle.flush()
+        process = subprocess.Popen(command, env=job_env, stdout=handle, stderr=subprocess.STDOUT)
+        running.append((process, handle))
+    while running:
+        running = _reap(running)
+
+
+def _idle_seconds(budget: dict[str, Any]) -> float:
+    return float(budget["idle_wall_s_per_step"]) * int(budget["steps"])
+
+
+def _reap(running: list[tuple[subprocess.Popen, Any]]) -> list[tuple[subprocess.Popen, Any]]:
+    """Wait a little; return the jobs still running (a failed one stops the benchmark)."""
+    time.sleep(10)
+    still = []
+    for process, handle in running:
+        code = process.poll()
+        if code is None:
+            still.append((process, handle))
+            continue
+        handle.close()
+        if code != 0:
+            raise subprocess.CalledProcessError(code, process.args)
+    return still
 
 
 def merged_predictions(work: Path, dataset: str, spec: RunSpec, folds: list[int]) -> Path:
@@ -328,7 +390,7 @@ def table(result: dict[str, Any], steps: dict[str, Any], parameters: dict[str, i
         cells = [f"{m:.3f} ± {s:.3f}" for m, s in (_mean_sd(summary, r, "dice") for r in REGIONS)]
         cells += [f"{m:.1f} ± {s:.1f}" for m, s in (_mean_sd(summary, r, "hd95") for r in REGIONS)]
         lines.append(
-            f"| {key} | {steps[base]['steps']} | {parameters.get(base, 0):,} | "
+            f"| {key} | {steps.get(base, {}).get('steps', '?')} | {parameters.get(base, 0):,} | "
             + " | ".join(cells) + " |"
         )  # fmt: skip
     lines += ["", "| run vs reference | region | metric | mean diff | p (Wilcoxon) | n |",
@@ -369,8 +431,11 @@ def main() -> None:
     parser.add_argument("--difficulty", default="realistic", help="tumorseg synth --difficulty")
     parser.add_argument("--folds", default="0,1")
     parser.add_argument("--cores", type=int, default=2, help="cores of the idle machine")
-    parser.add_argument("--only", default=None, help="train only runs whose key starts so")
+    parser.add_argument("--only", default=None, help="comma-separated run keys (default: all)")
     parser.add_argument("--measure-only", action="store_true")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="trainings at a time (a shared machine's idle share)"
+    )
     args = parser.parse_args()
     if args.command == "measure-one":
         measure_one(args)
@@ -380,11 +445,13 @@ def main() -> None:
     log = work / "log.txt"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     dataset = prepare_data(work, args, env, log)
-    steps = measure_steps(work, dataset, args.cores, env)
+    specs = selected(args.only)
+    steps = measure_steps(work, dataset, args.cores, env, specs)
     if args.measure_only:
         return
     folds = [int(f) for f in args.folds.split(",")]
-    train_all(work, dataset, steps, folds, env, log, args.only)
+    env["TUMORSEG_BENCH_CORES"] = str(args.cores)
+    train_all(work, dataset, steps, folds, env, specs, args.jobs)
     result = score(work, dataset, folds, env, log)
     parameters = parameter_counts(work, dataset, folds)
     result["steps"], result["parameters"], result["folds"] = steps, parameters, folds

@@ -361,4 +361,4 @@ def format_ranking(result: dict[str, Any]) -> str:
 
 def format_steps(steps: Sequence[dict[str, Any]]) -> str:
     """A one-line description of a decision's steps."""
-    return describe_steps(steps) if steps else "none (no rule improves the score)"
+    return describe_steps(steps)

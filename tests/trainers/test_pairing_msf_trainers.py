@@ -371,3 +371,38 @@ def test_msf_lesion_slices_setting_picks_the_policy() -> None:
     assert build_trainer("msf", context).sampling_policy(loop) == ForegroundOversampling(0.33)
     lesion = build_trainer("msf", context, {"sampling": "lesion_slices"})
     assert isinstance(lesion.sampling_policy(loop), LesionSlices)
+
+
+@pytest.mark.slow
+def test_cli_trains_pairing_with_the_papers_softmax_and_scores_regions(
+    tiny_roots: Roots, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fold = _train(
+        tiny_roots, monkeypatch, "3d_fullres", "0", "--trainer", "pairing", "--set",
+        "output=softmax",
+    )  # fmt: skip
+    config = json.loads((fold / "train_config.json").read_text())
+    assert config["output_activation"] == "softmax"
+    assert config["output_names"] == ["background", "necrosis", "edema", "enhancing"]
+    # The 4-class network is validated on the BraTS regions aggregated from its labels.
+    summary = json.loads((fold / "validation" / "summary.json").read_text())
+    assert set(summary["mean"]) == {"whole_tumor", "tumor_core", "enhancing_tumor"}
+    trainer, _, _, _ = load_trained_model(fold)
+    assert trainer.output_activation == "softmax"
+    assert trainer.settings.output == "softmax"
+
+
+@pytest.mark.slow
+def test_cli_trains_msf_with_the_papers_adam_and_lesion_slices(
+    tiny_roots: Roots, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fold = _train(
+        tiny_roots, monkeypatch, "2d", "0", "--trainer", "msf", "--set", "optimizer=adam",
+        "--set", "adam_lr=0.0005", "--set", "sampling=lesion_slices",
+    )  # fmt: skip
+    loop = json.loads((fold / "train_config.json").read_text())["loop"]
+    assert loop["optimization"]["optimizer"] == "Adam"
+    assert loop["optimization"]["optimizer_settings"]["lr"] == 0.0005
+    assert loop["optimization"]["schedule_settings"]["exponent"] == 0.0  # a constant rate
+    assert loop["sampling"]["policy"] == "LesionSlices"
+    assert (fold / "validation" / "summary.json").is_file()

@@ -14,11 +14,13 @@ four modalities: tumorseg's datasets have them, T2 and T1 carry the edema and ne
 that separates the BraTS regions, and the default trainer it is compared with sees all four, so
 a difference measures the network rather than the inputs.
 
-Paper settings, each a setting beside tumorseg's default (BENCHMARKS.md compares both):
+Paper settings, each a setting beside tumorseg's default (``benchmarks/seed_trainers_vs_default.py``
+compares both; BENCHMARKS.md says what has been measured):
 
 - optimiser (``optimizer``): ``"sgd"`` (default: the contract's SGD Nesterov 0.99 + poly from
   the loop's ``initial_lr``, the optimiser the default trainer uses, so MSF and the plain
-  U-Net are compared under one optimiser) or ``"adam"``, as the paper trains, with
+  U-Net are compared under one optimiser; whether it also trains MSF better than Adam is not
+  measured yet) or ``"adam"``, as the paper trains, with
   ``adam_lr`` (the paper gives none; 1e-3, PyTorch's default) and ``adam_schedule``
   (``"constant"``, as the paper describes no schedule, or ``"poly"``, the loop's poly decay
   with its warm-up);

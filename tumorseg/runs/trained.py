@@ -37,6 +37,8 @@ def load_trained_model(
     source = Path(plans_root) if plans_root is not None else fold_folder.parent
     plans = Plans.read(source / "plans.json")
     dataset_json = DatasetJson.read(source / "dataset.json")
+    channels = dataset_json.channel_names
+    plans.require_channels([channels[i] for i in sorted(channels)], source / "plans.json")
     config = plans.configuration(train_config["configuration"])
     context = TrainerContext(plans, config, dataset_json, tuple(train_config["channels"]))
     trainer = build_trainer(train_config["trainer"], context, train_config["trainer_settings"])

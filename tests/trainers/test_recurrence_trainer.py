@@ -113,7 +113,8 @@ def test_loss_is_dice_plus_dice_plus_weighted_correlation(divergence: str) -> No
     network = trainer.build_network().train()
     batch = _batch(trainer, context)
     step = trainer.training_step(network, batch)
-    out = network(batch["data"])
+    with torch.no_grad():
+        out = network(batch["data"])
     assert isinstance(out, RecurrenceOutput)
     labels = batch["target"][:, 0]
     regions = torch.stack(

@@ -239,11 +239,12 @@ class RecurrenceNet(nn.Module):
             DilatedEncoder(len(group), feats, topology, ops, dilations)
             for group in self.encoder_inputs
         )
-        self.correlation_kind = correlation if n_enc > 1 else None
-        self.correlation = nn.ModuleList(
-            CorrelationModule(feats[-1], self.correlation_kind, correlation_reduction)
-            for _ in range(n_enc if self.correlation_kind else 0)
-        )
+        kind = correlation if n_enc > 1 else None
+        self.correlation_kind = kind
+        self.correlation = nn.ModuleList()
+        if kind is not None:
+            for _ in range(n_enc):
+                self.correlation.append(CorrelationModule(feats[-1], kind, correlation_reduction))
         fused_in = feats[-1] * n_enc * (2 if self.correlation_kind else 1)
         self.fusion = ConvNormAct(fused_in, feats[-1], 1, ops)
         attention = (mmff_reduction, tuple(mmff_spatial_dilations)) if mmff else None
@@ -274,10 +275,11 @@ class RecurrenceNet(nn.Module):
 
     def encode(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
         """Every encoder's stage features, finest first."""
-        return [
-            encoder.features(x[:, list(group)])
-            for group, encoder in zip(self.encoder_inputs, self.encoders, strict=True)
-        ]
+        stages: list[list[torch.Tensor]] = []
+        for group, encoder in zip(self.encoder_inputs, self.encoders, strict=True):
+            assert isinstance(encoder, DilatedEncoder)
+            stages.append(encoder.features(x[:, list(group)]))
+        return stages
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | RecurrenceOutput:
         """``(B, C_run, *patch)`` -> logits (eval) or :class:`RecurrenceOutput` (training)."""

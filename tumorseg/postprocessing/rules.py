@@ -209,3 +209,25 @@ def read_decision(path: Path) -> dict[str, Any]:
                 path, problem, "fix the decision or re-run 'tumorseg postprocess determine'"
             )
     return data
+
+
+def _size(step: Mapping[str, Any]) -> str:
+    if "min_volume_mm3" in step:
+        return f"{step['min_volume_mm3']:g} mm³"
+    return f"{step['min_voxels']} voxels"
+
+
+def describe_step(step: Mapping[str, Any]) -> str:
+    """One step of a decision in words, e.g. ``remove WT components under 10 voxels``."""
+    if step["rule"] == "small_et_to_necrosis":
+        return f"ET under {_size(step)} -> necrosis"
+    if step["rule"] == "keep_largest_component":
+        return f"keep the largest {step['region']} component"
+    return f"remove {step['region']} components under {_size(step)}"
+
+
+def describe_steps(steps: Sequence[Mapping[str, Any]]) -> str:
+    """A one-line description of a decision's steps."""
+    return (
+        ", ".join(describe_step(s) for s in steps) if steps else "none (no rule improves the score)"
+    )

@@ -3,12 +3,13 @@ real TCIA pairs, through the public commands (see BENCHMARKS.md, "Recurrence").
 
 Steps (each skips what is already done, so the script resumes after a kill):
 
-- ``prepare``: ``tumorseg synth`` a 40-case source dataset (no follow-up) and a 20-case
-  longitudinal dataset (3 mm), a T1c-only copy of the source, ``tumorseg convert longitudinal``
-  of the TCIA pairs (``--spacing 6 0.9 0.9``); ``tumorseg plan -c 2d``; then ``recurrencePlans``:
-  a copy of each dataset's plans with the 2d network halved (features 16..128, so the runs fit
-  a shared CPU) and, for TCIA, slices resampled to 1.8 mm in-plane (128 x 128, the paper's
-  input size); every dataset gets the same 2d topology, so encoders transfer between them;
+- ``prepare``: ``tumorseg synth --difficulty basic`` a 40-case source dataset (no follow-up)
+  and a 20-case longitudinal dataset (3 mm), a T1c-only copy of the source, ``tumorseg
+  convert longitudinal`` of the TCIA pairs (``--spacing 6 0.9 0.9``); ``tumorseg plan -c 2d``;
+  then ``recurrencePlans``: a copy of each dataset's plans with the 2d network halved
+  (features 16..128, so the runs fit a shared CPU) and, for TCIA, slices resampled to 1.8 mm
+  in-plane (128 x 128, the paper's input size); every dataset gets the same 2d topology, so
+  encoders transfer between them;
 - ``train``: the transfer sources (default trainer, fold ``all``), then every variant x fold,
   at a fixed number of optimiser steps, ``--workers`` runs at a time;
 - ``collect``: the folds' validation maps of each variant gathered into one folder and scored
@@ -16,7 +17,8 @@ Steps (each skips what is already done, so the script resumes after a kill):
   pretrained-only baseline (the source network's tumour core read as the recurrence
   prediction); ``tumorseg compare`` between the pairs of the paper's tables; one JSON of it all.
 
-Usage: ``python benchmarks/recurrence_ablation.py prepare|train|collect [--workers 2]``;
+Usage: ``python benchmarks/recurrence_ablation.py prepare|train|collect [--workers 2]
+[--variants ours,direct] [--folds 0,1]``;
 roots under ``benchmarks/_work/recurrence`` (git-ignored). Torch runs one thread per process
 (``OMP_NUM_THREADS=1``): on a shared 2-core machine more threads only contend.
 """
@@ -40,24 +42,32 @@ SOURCE, LONGITUDINAL, SOURCE_T1C, TCIA = 910, 911, 912, 913
 NAMES = {SOURCE: "SynthSource", LONGITUDINAL: "SynthLong", SOURCE_T1C: "SynthT1c", TCIA: "TCIA"}
 FEATURES = [16, 32, 64, 128, 128]
 SOURCE_BUDGET = ["--epochs", "40", "--iterations-per-epoch", "25", "--val-iterations", "4"]
+# Fixed optimiser steps (batch 4), sized so every variant x fold fits a few shared CPU hours.
 BUDGETS = {
-    LONGITUDINAL: ["--epochs", "30", "--iterations-per-epoch", "20", "--val-iterations", "4"],
-    TCIA: ["--epochs", "15", "--iterations-per-epoch", "10", "--val-iterations", "2"],
+    LONGITUDINAL: ["--epochs", "12", "--iterations-per-epoch", "10", "--val-iterations", "2"],
+    TCIA: ["--epochs", "10", "--iterations-per-epoch", "10", "--val-iterations", "2"],
 }
 FOLDS = {LONGITUDINAL: ["0", "1", "2"], TCIA: ["0", "1", "2", "3", "4"]}
-#: name -> (--set values, transfer from the source run)
+#: name -> (--set values, transfer from the source run); trained in this order (tables 1-2
+#: first), so a budget cut short still leaves the paper's main comparisons complete.
 VARIANTS: dict[int, dict[str, tuple[list[str], bool]]] = {
     LONGITUDINAL: {
         "ours": ([], True),
         "direct": ([], False),
         "baseline": (["mmff=false", "correlation=none"], True),
         "mmff": (["correlation=none"], True),
+        "linear": (["correlation=linear"], True),
         "jeffreys": (["divergence=jeffreys"], True),
         "hellinger": (["divergence=hellinger"], True),
-        "linear": (["correlation=linear"], True),
     },
-    TCIA: {"ours": ([], True), "direct": ([], False), "baseline": (["mmff=false"], True)},
+    TCIA: {"ours": ([], True), "direct": ([], False)},
 }
+#: (dataset, variants) groups in training order.
+ORDER = [
+    (LONGITUDINAL, ("ours", "direct", "baseline", "mmff")),
+    (TCIA, ("ours", "direct")),
+    (LONGITUDINAL, ("linear", "jeffreys", "hellinger")),
+]
 SOURCE_OF = {LONGITUDINAL: SOURCE, TCIA: SOURCE_T1C}
 #: Table rows compared with a paired Wilcoxon test: (A, B), B the paper's better one.
 PAIRS = [
@@ -133,11 +143,12 @@ def prepare() -> None:
     raw = ["--raw", str(WORK / "raw")]
     if not folder(SOURCE).is_dir():
         tumorseg("synth", "--id", str(SOURCE), "--name", NAMES[SOURCE], "--cases", "40",
-                 "--spacing", "3", "--seed", "11", "-np", "2", *raw, results=False)  # fmt: skip
+                 "--spacing", "3", "--seed", "11", "--difficulty", "basic", "-np", "2", *raw,
+                 results=False)  # fmt: skip
     if not folder(LONGITUDINAL).is_dir():
         tumorseg("synth", "--id", str(LONGITUDINAL), "--name", NAMES[LONGITUDINAL], "--cases",
-                 "20", "--spacing", "3", "--seed", "12", "--longitudinal", "-np", "2", *raw,
-                 results=False)  # fmt: skip
+                 "20", "--spacing", "3", "--seed", "12", "--difficulty", "basic", "--longitudinal",
+                 "-np", "2", *raw, results=False)  # fmt: skip
     _t1c_copy()
     if not folder(TCIA).is_dir():
         tumorseg("convert", "longitudinal", str(TCIA_SOURCE), "--id", str(TCIA), "--name",
@@ -175,7 +186,9 @@ def _finished(log: Path) -> bool:
     return log.is_file() and "trained: " in log.read_text()
 
 
-def train(workers: int) -> None:
+def train(workers: int, variants: set[str] | None, folds: set[str] | None) -> None:
+    """Train the sources, then the variant x fold runs (``variants`` / ``folds``: only those,
+    so a second driver can train a disjoint subset beside a first one)."""
     for source in (SOURCE, SOURCE_T1C):
         log = WORK / "logs" / f"{source}_source.txt"
         if not _finished(log):
@@ -183,9 +196,10 @@ def train(workers: int) -> None:
                      *SOURCE_BUDGET, *roots(), log=log)  # fmt: skip
     jobs = [
         _variant_run(dataset, name, fold)
-        for dataset in (LONGITUDINAL, TCIA)
+        for dataset, names in ORDER
         for fold in FOLDS[dataset]
-        for name in VARIANTS[dataset]
+        for name in names
+        if (variants is None or name in variants) and (folds is None or fold in folds)
     ]
     todo = [(args, log) for args, log in jobs if not _finished(log)]
     print(f"{len(todo)} of {len(jobs)} runs to train", flush=True)
@@ -309,12 +323,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("step", choices=("prepare", "train", "collect"))
     parser.add_argument("--workers", type=int, default=2, help="runs trained at a time")
+    parser.add_argument("--variants", help="train: only these variants (comma-separated)")
+    parser.add_argument("--folds", help="train: only these folds (comma-separated)")
     args = parser.parse_args()
+    variants = set(args.variants.split(",")) if args.variants else None
+    folds = set(args.folds.split(",")) if args.folds else None
     WORK.mkdir(parents=True, exist_ok=True)
     if args.step == "prepare":
         prepare()
     elif args.step == "train":
-        train(args.workers)
+        train(args.workers, variants, folds)
     else:
         collect()
 

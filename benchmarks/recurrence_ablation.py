@@ -245,7 +245,8 @@ def _score(dataset: int, name: str, validation: list[Path]) -> dict[str, Path]:
 
 
 def _pretrained_only(dataset: int) -> dict[str, Path]:
-    """The source network on the held-out cases: its tumour core read as the recurrence."""
+    """The source network on the held-out cases (all cases where no recurrence run was trained:
+    the source never saw them): its tumour core read as the recurrence."""
     import numpy as np
 
     from tumorseg.data.io import read_image
@@ -254,6 +255,10 @@ def _pretrained_only(dataset: int) -> dict[str, Path]:
     out = WORK / "out" / str(dataset) / "pretrained_only"
     cases = sorted(p.name[: -len(".nii.gz")] for f in _trained_folds(dataset, "ours")
                    for p in (f / "validation").glob("*.nii.gz"))  # fmt: skip
+    if not cases:  # no recurrence run trained on this dataset: every case is held out
+        cases = sorted(
+            p.name[: -len(".nii.gz")] for p in (folder(dataset) / "labelsTr").glob("*.nii.gz")
+        )
     images = out / "images"
     if images.exists():
         shutil.rmtree(images)

@@ -143,7 +143,7 @@ def test_weights_and_bce_switches() -> None:
         network = trainer.build_network().train()
         batch = batch or _batch(trainer, context)
         step = trainer.training_step(network, batch)
-        losses[name] = (float(step.loss), step.logs)
+        losses[name] = (float(step.loss.detach()), step.logs)
     base, logs = losses["default"]
     assert "correlation_loss" not in losses["no_correlation_term"][1]
     assert losses["no_correlation_term"][0] == pytest.approx(

@@ -15,9 +15,10 @@ Steps (each skips what is already done, so the script resumes after a kill):
 - ``collect``: the folds' validation maps of each variant gathered into one folder and scored
   with ``tumorseg evaluate`` (segmentation and recurrence, with the margin baselines); the
   pretrained-only baseline (the source network's tumour core read as the recurrence
-  prediction); ``tumorseg compare`` between the pairs of the paper's tables; one JSON of it all.
+  prediction); ``tumorseg compare`` between the pairs of the paper's tables; one JSON of it all;
+- ``baselines``: the pretrained-only rows alone (they need the source runs, no recurrence run).
 
-Usage: ``python benchmarks/recurrence_ablation.py prepare|train|collect [--workers 2]
+Usage: ``python benchmarks/recurrence_ablation.py prepare|train|collect|baselines [--workers 2]
 [--variants ours,direct] [--folds 0,1]``;
 roots under ``benchmarks/_work/recurrence`` (git-ignored). Torch runs one thread per process
 (``OMP_NUM_THREADS=1``): on a shared 2-core machine more threads only contend.
@@ -327,7 +328,7 @@ def collect() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=("prepare", "train", "collect"))
+    parser.add_argument("step", choices=("prepare", "train", "collect", "baselines"))
     parser.add_argument("--workers", type=int, default=2, help="runs trained at a time")
     parser.add_argument("--variants", help="train: only these variants (comma-separated)")
     parser.add_argument("--folds", help="train: only these folds (comma-separated)")
@@ -339,6 +340,9 @@ def main() -> None:
         prepare()
     elif args.step == "train":
         train(args.workers, variants, folds)
+    elif args.step == "baselines":
+        for dataset in (LONGITUDINAL, TCIA):
+            print({task: str(path) for task, path in _pretrained_only(dataset).items()})
     else:
         collect()
 

@@ -143,8 +143,14 @@ def segmentation_spec_for(trainer: Any, dataset: DatasetJson) -> OutputSpec:
 
 
 def check_target_outputs(trainer: Any, dataset: DatasetJson) -> None:
-    """Each target output is declared as an ``ExtraTarget`` and the channel counts add up."""
+    """Each target output is declared as an ``ExtraTarget`` and the channel counts add up.
+
+    Only a trainer with target outputs is counted: without them every channel is a
+    segmentation channel, whatever its spec (e.g. a softmax over the labels of a region
+    dataset, which ``output_spec`` would describe as sigmoid regions)."""
     targets = target_outputs(trainer)
+    if not targets:
+        return
     declared = {spec.name for spec in of_kind(declared_inputs(trainer), ExtraTarget)}
     missing = [t for t in targets if t not in declared]
     if missing:

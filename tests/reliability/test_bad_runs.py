@@ -128,7 +128,7 @@ TRIALS = [
     Trial("train-unplanned-configuration", train_with(configuration="4d"),
           "have no configuration '4d' (planned: 3d_fullres, 2d, 2.5d)", no_checkpoints),
     Trial("train-unknown-trainer", train_with("-tr", "nope"),
-          "unknown trainer 'nope'; valid: default", no_checkpoints),
+          "unknown trainer 'nope'; valid: ", no_checkpoints),
     Trial("train-setting-nan", train_with("--set", "dice_weight=nan"),
           f"invalid value 'nan' for setting 'dice_weight' of trainer 'default' (expected a "
           f"finite number); {SETTINGS}", no_checkpoints),

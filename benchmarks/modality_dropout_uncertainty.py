@@ -13,7 +13,12 @@ the per-case Dice error (1 - mean Dice over WT / TC / ET): Spearman and Pearson 
 a reliability-style curve: over every brain voxel of every full-modality prediction, the WT
 error rate (prediction differs from reference) in bins of the WT variance map, as a PNG.
 
-Usage (takes tens of minutes on a loaded 2-core CPU)::
+Cost: 2 trainings plus 2 x 15 x ``--held-out`` predictions with mirroring. Measured on a
+2-core CPU shared with other jobs (load average 7-16): about 8 s per optimiser step (2d, batch
+8, patch 96 x 80, 2 mm) and about 200 s per 2 mm case predicted, so the defaults take hours
+there; run it on an idle machine or a GPU.
+
+Usage::
 
     nice -n 10 python benchmarks/modality_dropout_uncertainty.py --workdir /tmp/mdu \\
         --output benchmarks/results/modality_dropout_uncertainty.json \\

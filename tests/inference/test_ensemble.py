@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -22,14 +23,29 @@ def test_ensemble_averages_common_cases(tmp_path: Path) -> None:
     write_probabilities(tmp_path / "b" / "c1.npz", high, GEOMETRY, "sigmoid")
     write_probabilities(tmp_path / "a" / "only_a.npz", low, GEOMETRY, "sigmoid")
     out = tmp_path / "out"
-    written = ensemble_folders([tmp_path / "a", tmp_path / "b"], out, dj, save_probabilities=True)
+    with pytest.raises(
+        TumorsegError, match=re.escape(f"({tmp_path / 'b'} lacks only_a); predict the missing")
+    ):
+        ensemble_folders([tmp_path / "a", tmp_path / "b"], out, dj)
+    assert not out.exists()
+    warnings: list[str] = []
+    written = ensemble_folders(
+        [tmp_path / "a", tmp_path / "b"],
+        out,
+        dj,
+        save_probabilities=True,
+        allow_missing=True,
+        warn=warnings.append,
+    )
     assert written == ["c1"]
+    assert warnings == [f"ensembling the 1 common case(s) only: {tmp_path / 'b'} lacks only_a"]
     labels, geometry = read_image(out / "c1.nii.gz")
     assert geometry == GEOMETRY
     assert np.all(labels == 1)  # WT and TC on, ET off -> necrosis (1 in BraTS 2021)
     mean, _, _ = load_probabilities(out / "c1.npz")
     np.testing.assert_allclose(mean[0], 0.55, atol=1e-3)
-    assert ensemble_folders([tmp_path / "a", tmp_path / "b"], out, dj) == []  # resumable
+    resumed = ensemble_folders([tmp_path / "a", tmp_path / "b"], out, dj, allow_missing=True)
+    assert resumed == []
 
 
 def test_validation_files_without_geometry_use_the_label_map(tmp_path: Path) -> None:
@@ -52,14 +68,14 @@ def test_ensemble_errors_are_one_line(tmp_path: Path) -> None:
         tmp_path / "b" / "c2.npz", np.zeros((3, *GEOMETRY.shape)), GEOMETRY, "sigmoid"
     )
     with pytest.raises(TumorsegError, match=r"no case has a \.npz in all"):
-        ensemble_folders([tmp_path / "a", tmp_path / "b"], tmp_path / "out", dj)
+        ensemble_folders([tmp_path / "a", tmp_path / "b"], tmp_path / "out", dj, allow_missing=True)
     with pytest.raises(TumorsegError, match="at least two"):
         ensemble_folders([tmp_path / "a"], tmp_path / "out", dj)
     write_probabilities(
         tmp_path / "b" / "c1.npz", np.zeros((2, *GEOMETRY.shape)), GEOMETRY, "sigmoid"
     )
     with pytest.raises(TumorsegError, match="do not match"):
-        ensemble_folders([tmp_path / "a", tmp_path / "b"], tmp_path / "out", dj)
+        ensemble_folders([tmp_path / "a", tmp_path / "b"], tmp_path / "out", dj, allow_missing=True)
 
 
 def test_a_softmax_run_is_ensembled_with_a_region_run_through_its_regions(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -12,6 +13,7 @@ import torch
 
 from tests.inference.tiny_run import DATASET, RUN, write_tiny_run
 from tumorseg.errors import TumorsegError
+from tumorseg.inference import model_sharing
 from tumorseg.inference.model_sharing import MANIFEST, export_model, install_model
 
 
@@ -46,10 +48,23 @@ def test_export_then_install_round_trip(tmp_path: Path) -> None:
     assert install_model(archive, tmp_path / "elsewhere", overwrite=True) == target
 
 
+LISTED = ("plans.json", "dataset.json", "fold_0/train_config.json", "fold_0/checkpoint_final.pt")
+
+
 def _zip_with(path: Path, name: str, data: bytes = b"x", symlink: bool = False) -> Path:
+    """A zip of the listed files (plain weights) plus the entry ``name``, which replaces a
+    listed file of the same name."""
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr(MANIFEST, _manifest())
-        zf.writestr(f"{DATASET}/{RUN}/plans.json", "{}")
+        for listed in LISTED:
+            if f"{DATASET}/{RUN}/{listed}" == name:
+                continue
+            if listed.endswith(".pt"):
+                buffer = io.BytesIO()
+                torch.save({"network": {"w": torch.zeros(2)}}, buffer)
+                zf.writestr(f"{DATASET}/{RUN}/{listed}", buffer.getvalue())
+            else:
+                zf.writestr(f"{DATASET}/{RUN}/{listed}", "{}")
         info = zipfile.ZipInfo(name)
         if symlink:
             info.external_attr = (stat.S_IFLNK | 0o777) << 16
@@ -107,3 +122,50 @@ def test_not_a_zip_is_one_line(tmp_path: Path) -> None:
     path.write_text("hello")
     with pytest.raises(TumorsegError, match="is not a zip file"):
         install_model(path, tmp_path)
+
+
+def test_only_files_the_manifest_lists_are_installed(tmp_path: Path) -> None:
+    """An extra file (a pickle under another name) is named and left out; the rest installs."""
+    archive = _zip_with(
+        tmp_path / "extra.zip", f"{DATASET}/{RUN}/fold_0/helper.pkl", pickle.dumps(_Payload())
+    )
+    notes: list[str] = []
+    target = install_model(archive, tmp_path / "results", note=notes.append)
+    installed = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
+    assert installed == sorted(LISTED)
+    assert notes == [
+        f"not installed (not listed in the manifest): {DATASET}/{RUN}/fold_0/helper.pkl"
+    ]
+
+
+def test_a_listed_file_missing_or_over_its_limit_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = tmp_path / "short.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(MANIFEST, _manifest())
+        zf.writestr(f"{DATASET}/{RUN}/plans.json", "{}")
+    with pytest.raises(
+        TumorsegError,
+        match=r"lacks dataset\.json, fold_0/checkpoint_final\.pt, fold_0/train_config\.json",
+    ):
+        install_model(archive, tmp_path / "results")
+    big = _zip_with(tmp_path / "big.zip", f"{DATASET}/{RUN}/dataset.json", b"{}" + b" " * 4096)
+    monkeypatch.setitem(model_sharing._SIZE_LIMITS, ".json", 1024)
+    over = r"dataset\.json' is 4098 bytes, over the 1024 bytes limit for \.json files"
+    with pytest.raises(TumorsegError, match=over):
+        install_model(big, tmp_path / "results")
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").rglob("*"))
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("folds", ["../x"]), ("folds", []), ("checkpoints", ["evil"])]
+)
+def test_manifest_folds_and_checkpoints_are_checked(
+    tmp_path: Path, key: str, value: object
+) -> None:
+    archive = tmp_path / "bad.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(MANIFEST, _manifest(**{key: value}))
+    with pytest.raises(TumorsegError, match=f"manifest '{key}' is"):
+        install_model(archive, tmp_path / "results")

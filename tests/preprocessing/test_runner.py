@@ -2,13 +2,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.utils.owners import dead_owner_tag
 from tumorseg.data.raw_dataset import RawDataset
 from tumorseg.errors import TumorsegError
 from tumorseg.planning.fingerprint import compute_fingerprint
@@ -77,10 +76,8 @@ def test_resume_after_kill(tiny_dataset: Path, tmp_path: Path) -> None:
     (folder / "tiny_001.json").unlink()
     (folder / "tiny_002.json").unlink()
     (folder / "tiny_002.npy").write_bytes(b"\x93NUMPY garbage")
-    temp = folder / ".tiny_003.npy.abcd.tmp.npy"
+    temp = folder / f".tiny_003.npy.{dead_owner_tag()}.abcd1234.tmp.npy"
     temp.write_bytes(b"partial")
-    old = time.time() - 7200
-    os.utime(temp, (old, old))
     assert storage.list_cases(folder) == ["tiny_000", "tiny_003", "tiny_004", "tiny_005"]
     assert preprocess_dataset(tiny_dataset, out, plans, ["3d_fullres"]) == {
         "tumorsegPlans_fullres": 2

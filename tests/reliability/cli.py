@@ -81,13 +81,15 @@ class Trial:
 
     ``prepare`` damages the workspace and returns the command's arguments; ``expected`` is a
     fragment of the one error line (the file at fault and the problem); ``unwritten`` lists
-    outputs that must not exist afterwards.
+    outputs that must not exist afterwards; ``recover`` (optional) repairs the damage, reruns
+    and checks the result against an uninterrupted run.
     """
 
     name: str
     prepare: Callable[[Any], list[str]]
     expected: str
     unwritten: Callable[[Any], list[Path]] = lambda _: []
+    recover: Callable[[Any], None] | None = None
 
     def check(self, workspace: Any) -> str:
         """Run the trial in ``workspace``; return the error line."""
@@ -95,6 +97,8 @@ class Trial:
         assert_nothing_half_written(workspace.tmp)
         written = [path for path in self.unwritten(workspace) if path.exists()]
         assert not written, f"written although the command failed: {written}"
+        if self.recover is not None:
+            self.recover(workspace)
         return line
 
 

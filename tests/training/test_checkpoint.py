@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -36,8 +37,8 @@ def test_interrupted_write_keeps_the_good_checkpoint(
     path = tmp_path / "checkpoint_latest.pt"
     files.save_checkpoint(path, {"network": {"w": torch.ones(2)}})
 
-    def broken_save(obj: object, f: Path) -> None:
-        Path(f).write_bytes(b"half a checkpoint")
+    def broken_save(obj: object, f: Any) -> None:
+        f.write(b"half a checkpoint")  # save_checkpoint hands torch.save an open file
         raise KeyboardInterrupt
 
     monkeypatch.setattr(torch, "save", broken_save)

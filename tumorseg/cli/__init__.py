@@ -50,14 +50,28 @@ for _module in (data, synth, plan, train, predict, evaluate, report, demo):
 accept_hidden_aliases([app])
 
 
+def _os_error_line(exc: OSError) -> str:
+    """One line for an ``OSError`` that no command turned into a ``TumorsegError``: the path,
+    the system's reason and where to look."""
+    where = exc.filename if exc.filename is not None else "tumorseg"
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{where}: {reason}; check the path, its permissions and the free disk space"
+
+
 def main() -> None:
     """Console-script entry point: one-line errors, no tracebacks, non-zero exit codes.
 
     Typer's standalone mode prints usage errors itself (exit code 2); tumorseg's own errors
-    propagate out of it and are printed here as one line.
+    propagate out of it and are printed here as one line. An ``OSError`` that reaches this
+    point (a file system refusing something no command foresaw) is one line too. Ctrl-C exits
+    with 130 (Typer's doing; ``train`` first says where its last checkpoint is).
     """
     try:
         app()
     except TumorsegError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        typer.secho(f"error: {_os_error_line(exc)}", err=True, fg=typer.colors.RED)
+        sys.exit(1)
+

@@ -82,6 +82,16 @@ def resolve_device(requested: DeviceName) -> str:
     return choice.device
 
 
+def start_output_folder(folder: Path) -> None:
+    """Check ``-o`` before the work starts (one line if it cannot be written) and remove the
+    temporary files that killed runs left in it."""
+    from tumorseg.utils.outputs import check_output_folder
+    from tumorseg.utils.temporaries import remove_stale_temporaries
+
+    check_output_folder(folder)
+    remove_stale_temporaries(folder)
+
+
 def processes_option(help: str, minimum: int = 1) -> Any:
     """``-np/--num-processes``: always a number of processes (never threads)."""
     return typer.Option("-np", "--num-processes", min=minimum, help=help)

@@ -17,6 +17,7 @@ from tumorseg.cli.common import (
     RawOption,
     ResultsOption,
     roots,
+    start_output_folder,
 )
 from tumorseg.data.labels import FileConvention, RegionSet
 from tumorseg.errors import TumorsegError
@@ -45,6 +46,21 @@ def _dataset(reference: str | None, raw: Path) -> Any:
     from tumorseg.paths import find_dataset
 
     return None if reference is None else find_dataset(reference, raw)
+
+
+def _check_summary_output(pred: Path, output: Path | None) -> None:
+    """Fail before scoring when the summary cannot be written: ``-o`` a ``.json`` file or a
+    folder, by default the predictions folder."""
+    from tumorseg.utils.outputs import check_output_file, check_output_folder
+    from tumorseg.utils.temporaries import remove_stale_temporaries
+
+    if output is not None and output.suffix == ".json":
+        check_output_file(output)
+        remove_stale_temporaries(output.parent)
+    elif output is not None or pred.is_dir():
+        folder = output if output is not None else pred
+        check_output_folder(folder)
+        remove_stale_temporaries(folder)
 
 
 def evaluate(
@@ -124,6 +140,7 @@ def evaluate(
     from tumorseg.evaluation.folders import evaluate_predictions
     from tumorseg.evaluation.summary import format_means
 
+    _check_summary_output(pred, output)
     dataset_folder = _dataset(dataset, raw.expanduser().resolve())
     if target_of_folder(pred) is not None:
         _evaluate_recurrence(pred, gt, time1, dataset_folder, None, output, num_processes)
@@ -238,7 +255,10 @@ def compare(
         read_summary,
     )
     from tumorseg.utils.atomic import write_json
+    from tumorseg.utils.outputs import check_output_file
 
+    if output is not None:
+        check_output_file(output)
     rows = compare_summaries(read_summary(a), read_summary(b))
     if not rows or rows[0].n == 0:
         raise TumorsegError(f"{a} and {b} share no case; compare runs evaluated on the same cases")
@@ -318,6 +338,7 @@ def apply(
 
     if (decision is None) == (preset is None):
         raise TumorsegError("give exactly one of --decision FILE and --preset NAME")
+    start_output_folder(output_folder)
     if decision is not None:
         steps = read_decision(decision)
     else:

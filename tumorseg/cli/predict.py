@@ -23,6 +23,7 @@ from tumorseg.cli.common import (
     ResultsOption,
     TrainerOption,
     resolve_device,
+    start_output_folder,
 )
 from tumorseg.constants import DEFAULT_PLANS_NAME, MissingModality
 from tumorseg.errors import TumorsegError
@@ -172,6 +173,7 @@ def predict(
     0/1/2/4 for BraTS 2021); cases already in the output folder are skipped, so an
     interrupted run can be resumed.
     """
+    start_output_folder(output)  # before the slow imports: a bad -o fails at once
     import torch
 
     from tumorseg.inference.predict_folder import predict_with_run
@@ -225,6 +227,14 @@ def ensemble(
     save_probabilities: Annotated[
         bool, typer.Option("--save-probabilities", help="Also write the averaged CASE.npz.")
     ] = False,
+    allow_missing: Annotated[
+        bool,
+        typer.Option(
+            "--allow-missing",
+            help="Ensemble only the cases every input has (with a warning naming the others) "
+            "instead of failing when the inputs hold different cases.",
+        ),
+    ] = False,
     raw: RawOption = DEFAULT_RAW,
     results: ResultsOption = DEFAULT_RESULTS,
 ) -> None:
@@ -232,11 +242,17 @@ def ensemble(
     from tumorseg.inference.ensemble import ensemble_folders
     from tumorseg.runs.locate import dataset_json_for
 
+    start_output_folder(output)
     dataset_json = dataset_json_for(
         dataset, raw.expanduser().resolve(), results.expanduser().resolve()
     )
     written = ensemble_folders(
-        list(inputs), output, dataset_json, save_probabilities=save_probabilities
+        list(inputs),
+        output,
+        dataset_json,
+        save_probabilities=save_probabilities,
+        allow_missing=allow_missing,
+        warn=lambda line: typer.secho(f"warning: {line}", err=True),
     )
     typer.echo(f"{len(written)} case(s) ensembled -> {output}")
 
@@ -269,7 +285,11 @@ def export_model(
 ) -> None:
     """Write a trained run (plans, dataset.json, settings, checkpoints) as one zip to share."""
     from tumorseg.runs.locate import find_fold_folders
+    from tumorseg.utils.outputs import check_output_file
+    from tumorseg.utils.temporaries import remove_stale_temporaries
 
+    check_output_file(output)
+    remove_stale_temporaries(output.parent)
     names = [c.value for c in checkpoint] if checkpoint else ["final"]
     fold_paths = find_fold_folders(
         results.expanduser().resolve(), dataset, configuration, trainer, plans, run, folds, names[0]
@@ -293,10 +313,11 @@ def install_model(
     ] = False,
     results: ResultsOption = DEFAULT_RESULTS,
 ) -> None:
-    """Install a shared model zip into the results root (checked: no unsafe paths or pickles)."""
+    """Install a shared model zip into the results root: only the files its manifest lists,
+    checked (no unsafe paths, no pickled code, a size limit per file)."""
     from tumorseg.inference.model_sharing import install_model as install
 
-    target = install(zip_file, results.expanduser().resolve(), overwrite=overwrite)
+    target = install(zip_file, results.expanduser().resolve(), overwrite=overwrite, note=typer.echo)
     typer.echo(f"installed -> {target}")
 
 

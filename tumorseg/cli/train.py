@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -130,9 +130,33 @@ def train(
         loop_values,
     )
     from tumorseg.training.loop import train as train_run
+    from tumorseg.training.stops import TrainingInterrupted
 
-    folder = train_run(run, resume=resume)
+    try:
+        folder = train_run(run, resume=resume)
+    except TrainingInterrupted as stop:
+        typer.secho(_interrupted_line(stop), err=True)
+        raise typer.Exit(130) from None
     typer.echo(f"trained: {folder}")
+
+
+def _interrupted_line(stop: Any) -> str:
+    """Where an interrupted ``train`` left its last checkpoint and the command that resumes it
+    (this command line with ``--resume``)."""
+    import shlex
+    import sys
+
+    args = list(sys.argv[1:])
+    command = shlex.join(["tumorseg", *args, *([] if "--resume" in args else ["--resume"])])
+    if stop.checkpoint is None:
+        return (
+            f"interrupted before the first checkpoint of {stop.fold_folder}; start again with: "
+            + shlex.join(["tumorseg", *args])
+        )
+    return (
+        f"interrupted: the last checkpoint is {stop.checkpoint} ({stop.epochs_done} epoch(s) "
+        f"done); continue with: {command}"
+    )
 
 
 def slurm(

@@ -142,7 +142,10 @@ class DatasetJson:
             raise fail("is not a JSON object", "write dataset.json as an object with nnU-Net keys")
         channels = data.get("channel_names", data.get("modality"))
         if not isinstance(channels, dict) or not channels:
-            raise fail("has no 'channel_names'", 'add e.g. "channel_names": {"0": "T1", ...}')
+            problem = "has no 'channel_names'" if channels is None else (
+                f"'channel_names' is {json.dumps(channels)[:60]}, not an object of channels"
+            )
+            raise fail(problem, 'write e.g. "channel_names": {"0": "T1", ...}')
         try:
             channel_names = {int(k): str(v) for k, v in channels.items()}
         except ValueError:
@@ -153,7 +156,10 @@ class DatasetJson:
             raise fail("'channel_names' indices are not 0..N-1", "number the channels from 0")
         raw_labels = data.get("labels")
         if not isinstance(raw_labels, dict) or not raw_labels:
-            raise fail("has no 'labels'", 'add e.g. "labels": {"background": 0, "tumor": 1}')
+            problem = "has no 'labels'" if raw_labels is None else (
+                f"'labels' is {json.dumps(raw_labels)[:60]}, not an object of label values"
+            )
+            raise fail(problem, 'write e.g. "labels": {"background": 0, "tumor": 1}')
         labels: dict[str, int | tuple[int, ...]] = {}
         for key, value in raw_labels.items():
             if isinstance(value, list) and all(isinstance(x, int) for x in value) and value:

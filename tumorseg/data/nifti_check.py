@@ -18,7 +18,7 @@ import math
 import struct
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import BinaryIO
@@ -134,19 +134,20 @@ def _inflate(path: Path, stream: BinaryIO) -> Iterator[bytes]:
         raise bad_file(path, "is truncated or corrupt (the gzip stream ends early)", _FIX)
 
 
-def check_nifti(path: Path | str) -> None:
+def check_nifti(path: Path | str, *, finite: bool = True) -> None:
     """Raise a one-line ``TumorsegError`` unless ``path`` is a complete, intact NIfTI file.
 
     Checks: the gzip stream (if compressed) is complete and passes its CRC-32 and length check;
-    the data section holds every voxel the header declares; float voxels are all finite (the
-    message gives the count). A header/image pair (``ni1``) is checked by its reader instead.
+    the data section holds every voxel the header declares; with ``finite``, float voxels are all
+    finite (the message gives the count; off for checking a file just written, whose values are
+    the writer's business). A header/image pair (``ni1``) is checked by its reader instead.
     """
     path = Path(path)
     with path.open("rb") as stream:
         compressed = stream.read(2) == _GZIP_MAGIC
         stream.seek(0)
         if not compressed:
-            _check_uncompressed(path, stream)
+            _check_uncompressed(path, stream, finite)
             return
         chunks = _inflate(path, stream)
         head = b""
@@ -159,14 +160,16 @@ def check_nifti(path: Path | str) -> None:
             for _ in chunks:
                 pass
             return
-        _scan(path, header, head, chunks)
+        _scan(path, header if finite else replace(header, float_dtype=None), head, chunks)
 
 
-def _check_uncompressed(path: Path, stream: BinaryIO) -> None:
+def _check_uncompressed(path: Path, stream: BinaryIO, finite: bool) -> None:
     """A plain ``.nii``: the file size tells truncation; only float data needs to be read."""
     header = _parse_header(path, stream.read(544))
     if header is None:
         return
+    if not finite:
+        header = replace(header, float_dtype=None)
     size = path.stat().st_size
     if header.data_offset + header.data_bytes > size:
         raise _short(path, size - header.data_offset, header.data_bytes)

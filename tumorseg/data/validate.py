@@ -162,6 +162,22 @@ def target_problem(path: Path, name: str, mask: np.ndarray) -> str | None:
     return f"{path}: {name} target is not binary (values {extra[:5]}); store 0/1 masks"
 
 
+def image_name_problem(path: Path, dj: DatasetJson) -> str | None:
+    """The line for a file in ``imagesTr``/``imagesTs`` that is not ``CASE_NNNN<ending>`` with a
+    declared channel index (an extra channel, or channel_names missing one), or None."""
+    if path.name.startswith("."):
+        return None
+    stem = path.name[: -len(dj.file_ending)] if path.name.endswith(dj.file_ending) else ""
+    match = _CHANNEL_RE.match(stem)
+    if match is not None and int(match.group("channel")) < dj.num_channels:
+        return None
+    return (
+        f"{path}: not named CASE_0000{dj.file_ending} with a channel index "
+        f"below {dj.num_channels}; rename or remove it, or declare its channel in "
+        "dataset.json's channel_names"
+    )
+
+
 def stop_on(problem: str | None) -> None:
     """Raise the line of one of the checks above: ``plan`` and ``preprocess`` run them too and
     stop at the first problem, with the message ``validate`` would report."""
@@ -261,15 +277,8 @@ def _layout_problems(ds: RawDataset) -> list[str]:
         problems.append(f"{folder / 'imagesTr'}: folder missing; put the training images there")
     for split in ("imagesTr", "imagesTs"):
         for path in sorted((folder / split).glob("*")) if (folder / split).is_dir() else []:
-            if path.name.startswith("."):
-                continue
-            stem = path.name[: -len(dj.file_ending)] if path.name.endswith(dj.file_ending) else ""
-            match = _CHANNEL_RE.match(stem)
-            if match is None or int(match.group("channel")) >= dj.num_channels:
-                problems.append(
-                    f"{path}: not named CASE_0000{dj.file_ending} with a channel index "
-                    f"below {dj.num_channels}; rename or remove it"
-                )
+            if (problem := image_name_problem(path, dj)) is not None:
+                problems.append(problem)
     train_ids = set(ds.case_ids("imagesTr"))
     for what in ["labelsTr", *dj.targets.values()]:
         sub = folder / what

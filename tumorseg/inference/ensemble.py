@@ -8,6 +8,7 @@ probabilities, all through ``tumorseg.inference.export``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,8 @@ from tumorseg.inference.export import (
 )
 
 
-def common_cases(folders: list[Path]) -> list[str]:
-    """Case ids with a ``CASE.npz`` in every folder, sorted."""
+def folder_cases(folders: list[Path]) -> list[set[str]]:
+    """The case ids with a ``CASE.npz`` in each folder."""
     sets = []
     for folder in folders:
         if not Path(folder).is_dir():
@@ -40,7 +41,28 @@ def common_cases(folders: list[Path]) -> list[str]:
                 if not p.name.startswith(".")
             }
         )
+    return sets
+
+
+def common_cases(folders: list[Path]) -> list[str]:
+    """Case ids with a ``CASE.npz`` in every folder, sorted."""
+    sets = folder_cases(folders)
     return sorted(set.intersection(*sets)) if sets else []
+
+
+def missing_cases_line(folders: list[Path], sets: list[set[str]]) -> str | None:
+    """``"FOLDER lacks a, b; FOLDER2 lacks c"`` for the cases some folders have and others lack,
+    or None when all hold the same cases (at most five ids are named per folder)."""
+    union = set.union(*sets)
+    parts = []
+    for folder, cases in zip(folders, sets, strict=True):
+        lacking = sorted(union - cases)
+        if lacking:
+            shown = ", ".join(lacking[:5]) + (
+                f" and {len(lacking) - 5} more" if len(lacking) > 5 else ""
+            )
+            parts.append(f"{folder} lacks {shown}")
+    return "; ".join(parts) or None
 
 
 def _load(path: Path, dataset_json: DatasetJson) -> tuple[np.ndarray, Any, str, Path]:
@@ -72,11 +94,16 @@ def ensemble_folders(
     dataset_json: DatasetJson,
     *,
     save_probabilities: bool = False,
+    allow_missing: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> list[str]:
     """Average the probabilities of the cases common to ``folders``; return the case ids written.
 
-    Cases whose label map in ``output`` is complete (loads with the grid of the inputs) are
-    skipped, so a rerun resumes. The activation is
+    Folders that hold different cases are a one-line error naming what each lacks (an ensemble
+    of only the common cases would silently drop the others), unless ``allow_missing``: then
+    only the common cases are written and ``warn`` receives the same description. Cases whose
+    label map in ``output`` is complete (loads with the grid of the inputs, and with
+    ``save_probabilities`` has its ``CASE.npz``) are skipped, so a rerun resumes. The activation is
     read from the files (``sigmoid`` for region datasets, ``softmax`` otherwise when absent); all
     inputs of a case must agree on the grid, and on the activation except that on a region
     dataset softmax label probabilities are summed into region probabilities to be averaged
@@ -84,7 +111,17 @@ def ensemble_folders(
     """
     if len(folders) < 2:
         raise TumorsegError("ensembling needs at least two input folders; pass -i twice or more")
-    cases = common_cases(folders)
+    sets = folder_cases(folders)
+    cases = sorted(set.intersection(*sets))
+    missing = missing_cases_line(folders, sets)
+    if missing is not None and not allow_missing:
+        raise TumorsegError(
+            f"the inputs hold different cases ({missing}); predict the missing ones with "
+            f"--save-probabilities, or pass --allow-missing to ensemble the {len(cases)} "
+            "common case(s) only"
+        )
+    if missing is not None and warn is not None:
+        warn(f"ensembling the {len(cases)} common case(s) only: {missing}")
     if not cases:
         raise TumorsegError(
             f"no case has a .npz in all of {', '.join(str(f) for f in folders)}; "
@@ -96,8 +133,9 @@ def ensemble_folders(
     for case_id in cases:
         done = prediction_path(output, case_id, dataset_json)
         first_npz = Path(folders[0]) / f"{case_id}.npz"
+        npz = Path(output) / f"{case_id}.npz" if save_probabilities else None
         if done.is_file() and is_finished(
-            done, probabilities_geometry(first_npz, dataset_json).shape
+            done, probabilities_geometry(first_npz, dataset_json).shape, npz
         ):
             continue
         total: np.ndarray | None = None

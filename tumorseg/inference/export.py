@@ -42,6 +42,8 @@ import csv
 import hashlib
 import io
 import json
+import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,7 +54,7 @@ from tumorseg.data.dataset_json import DatasetJson
 from tumorseg.data.io import Geometry, image_is_complete, read_geometry, write_image
 from tumorseg.data.labels import FileConvention, LabelManager, write_label_record
 from tumorseg.data.targets import target_folders, target_label_manager
-from tumorseg.errors import bad_file
+from tumorseg.errors import bad_file, incomplete_write
 from tumorseg.postprocessing import apply_postprocessing
 from tumorseg.utils.atomic import atomic_path, write_json, write_text
 
@@ -93,9 +95,20 @@ def uncertainty_finished(
     return maps and case_id in read_uncertainty_table(folder)
 
 
-def is_finished(path: Path, shape: Sequence[int]) -> bool:
-    """True when the label map ``path`` exists and loads in full with ``shape`` (Z, Y, X)."""
-    return image_is_complete(path, shape)
+def is_finished(path: Path, shape: Sequence[int], probabilities: Path | None = None) -> bool:
+    """True when the label map ``path`` exists and loads in full with ``shape`` (Z, Y, X), and,
+    when ``probabilities`` names the case's ``CASE.npz``, that holds probabilities on that grid
+    too (a folder predicted without ``--save-probabilities`` is not done for a run with it)."""
+    if not image_is_complete(path, shape):
+        return False
+    if probabilities is None:
+        return True
+    try:
+        with np.load(probabilities, allow_pickle=False) as npz:
+            stored = tuple(npz["probabilities"].shape[1:])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
+        return False
+    return stored == tuple(shape)
 
 
 def to_source_labels(labels: np.ndarray, dataset_json: DatasetJson) -> np.ndarray:
@@ -107,14 +120,32 @@ def to_source_labels(labels: np.ndarray, dataset_json: DatasetJson) -> np.ndarra
 def write_probabilities(
     path: Path, probabilities: np.ndarray, geometry: Geometry, activation: str
 ) -> None:
-    """Write ``probabilities (K, Z, Y, X)`` as float16 with geometry and activation, atomically."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez_compressed(
-            handle,
-            probabilities=probabilities.astype(np.float16),
-            geometry_json=np.array(json.dumps(geometry.to_dict())),
-            activation=np.array(activation),
-        )
+    """Write ``probabilities (K, Z, Y, X)`` as float16 with geometry and activation, atomically.
+
+    The file is read back in full (zip CRC, shape) before it is renamed into place, so a short
+    write is a one-line error naming ``path``, never a ``CASE.npz`` that ``ensemble`` fails on.
+    """
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(
+                handle,
+                probabilities=probabilities.astype(np.float16),
+                geometry_json=np.array(json.dumps(geometry.to_dict())),
+                activation=np.array(activation),
+            )
+        problem = _probabilities_problem(tmp, tuple(probabilities.shape))
+        if problem is not None:
+            raise incomplete_write(path, problem)
+
+
+def _probabilities_problem(path: Path, shape: tuple[int, ...]) -> str | None:
+    """Why ``path`` does not hold probabilities of ``shape`` that decode in full, or None."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            found = tuple(npz["probabilities"].shape)  # decoding checks the zip CRC
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        return f"{type(exc).__name__} on reading it back"
+    return None if found == shape else f"shape {found} read back, {shape} expected"
 
 
 def load_probabilities(path: Path) -> tuple[np.ndarray, Geometry | None, str | None]:

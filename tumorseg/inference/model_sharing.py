@@ -10,16 +10,20 @@ A model zip holds one run folder, relative to the results root::
     <DatasetNNN_Name>/<run>/fold_<k>/network_<name>.onnx    (``--format onnx`` only)
 
 Installing never trusts the archive: absolute paths, ``..`` components, links and entries
-outside the declared run folder are rejected before anything is written, the run folder
-appears atomically, and every checkpoint must load with ``torch.load(weights_only=True)``.
+outside the declared run folder are rejected before anything is written; only the files the
+manifest lists are installed (others are named and left out), each within a size limit; the
+run folder appears atomically, and every checkpoint must load with
+``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import stat
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -31,6 +35,13 @@ MANIFEST = "tumorseg_model.json"
 FORMAT_VERSION = 1
 _RUN_FILES = ("plans.json", "dataset.json")
 _FOLD_FILES = ("train_config.json",)
+_FOLD_NAME = re.compile(r"fold_(\d+|all)")
+_CHECKPOINT_NAMES = ("final", "best", "latest")
+# Largest file installed, by kind: far above what tumorseg writes (plans and settings are a few
+# kB; a 3D nnU-Net-sized checkpoint with optimiser state is under 1 GB), so only a zip bomb or
+# a foreign archive hits them.
+_SIZE_LIMITS = {".json": 16 << 20, ".pt": 4 << 30}
+_UNTRUSTED = "install only model zips written by `tumorseg export-model`"
 
 
 def export_model(
@@ -101,13 +112,13 @@ def _check_member(info: zipfile.ZipInfo, zip_path: Path, prefix: PurePosixPath) 
         raise bad_file(
             zip_path,
             f"unsafe entry {name!r} (absolute path, '..' or link)",
-            "install only model zips written by `tumorseg export-model`",
+            _UNTRUSTED,
         )
     if path != PurePosixPath(MANIFEST) and path.parts[: len(prefix.parts)] != prefix.parts:
         raise bad_file(
             zip_path,
             f"entry {name!r} lies outside the declared run {prefix}",
-            "install only model zips written by `tumorseg export-model`",
+            _UNTRUSTED,
         )
     return path
 
@@ -141,15 +152,94 @@ def read_manifest(archive: zipfile.ZipFile, zip_path: Path) -> dict[str, Any]:
     return manifest
 
 
-def install_model(zip_path: Path, results: Path, *, overwrite: bool = False) -> Path:
+def _listed_files(manifest: dict[str, Any], zip_path: Path) -> set[PurePosixPath]:
+    """The files the manifest lists, relative to the run folder."""
+    folds, checkpoints = manifest.get("folds"), manifest.get("checkpoints")
+    if not (
+        isinstance(folds, list)
+        and folds
+        and all(isinstance(f, str) and _FOLD_NAME.fullmatch(f) for f in folds)
+    ):
+        raise bad_file(zip_path, f"manifest 'folds' is {folds!r}", "re-export the model")
+    if not (
+        isinstance(checkpoints, list)
+        and checkpoints
+        and all(c in _CHECKPOINT_NAMES for c in checkpoints)
+    ):
+        raise bad_file(
+            zip_path, f"manifest 'checkpoints' is {checkpoints!r}", "re-export the model"
+        )
+    listed = {PurePosixPath(name) for name in _RUN_FILES}
+    for fold in folds:
+        names = [*_FOLD_FILES, *(f"checkpoint_{c}.pt" for c in checkpoints)]
+        listed.update(PurePosixPath(fold, name) for name in names)
+    return listed
+
+
+def _chosen_entries(
+    archive: zipfile.ZipFile, zip_path: Path, prefix: PurePosixPath, listed: set[PurePosixPath]
+) -> tuple[list[tuple[zipfile.ZipInfo, PurePosixPath]], list[str]]:
+    """``([(entry, path in the run folder)] of the listed files, names left out)``; every entry
+    is checked to be safe first, each listed file must be there once and within its limit."""
+    chosen: dict[PurePosixPath, zipfile.ZipInfo] = {}
+    left_out = []
+    for info in archive.infolist():
+        relative = _check_member(info, zip_path, prefix)
+        if info.is_dir() or relative == PurePosixPath(MANIFEST):
+            continue
+        inner = PurePosixPath(*relative.parts[len(prefix.parts) :])
+        if inner not in listed:
+            left_out.append(info.filename)
+            continue
+        if inner in chosen:
+            raise bad_file(zip_path, f"holds {info.filename!r} twice", _UNTRUSTED)
+        limit = _SIZE_LIMITS[inner.suffix]
+        if info.file_size > limit:
+            raise bad_file(
+                zip_path,
+                f"{info.filename!r} is {_size(info.file_size)}, over the "
+                f"{_size(limit)} limit for {inner.suffix} files",
+                _UNTRUSTED,
+            )
+        chosen[inner] = info
+    missing = sorted(str(p) for p in listed - set(chosen))
+    if missing:
+        raise bad_file(
+            zip_path,
+            f"lacks {', '.join(missing)}, which its manifest lists",
+            "export the model again with `tumorseg export-model`",
+        )
+    return [(chosen[p], p) for p in sorted(chosen)], left_out
+
+
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes / 2**20:.1f} MiB" if n_bytes >= 2**20 else f"{n_bytes} bytes"
+
+
+def _extract(archive: zipfile.ZipFile, info: zipfile.ZipInfo, destination: Path) -> None:
+    """Copy one entry, stopping at its declared size (a lying header cannot inflate more)."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with archive.open(info) as source, open(destination, "wb") as sink:
+        shutil.copyfileobj(source, sink)
+
+
+def install_model(
+    zip_path: Path,
+    results: Path,
+    *,
+    overwrite: bool = False,
+    note: Callable[[str], None] | None = None,
+) -> Path:
     """Extract a model zip into ``results``; return the installed run folder.
 
-    Raises a one-line ``TumorsegError`` for an unsafe or malformed archive, for a checkpoint that
-    does not load with ``weights_only=True``, and when the run exists (unless ``overwrite``).
+    Only the files the manifest lists are installed; ``note`` receives the names of any others.
+    Raises a one-line ``TumorsegError`` for an unsafe or malformed archive, a listed file that
+    is missing or over its size limit, a checkpoint that does not load with
+    ``weights_only=True``, and when the run exists (unless ``overwrite``). Staging folders of
+    killed installs are removed first.
     """
-    import shutil
-
-    import torch
+    from tumorseg.runs.checkpoint import load_plain, refusal_reason
+    from tumorseg.utils.temporaries import remove_stale_temporaries
 
     zip_path = Path(zip_path)
     if not zip_path.is_file():
@@ -163,29 +253,29 @@ def install_model(zip_path: Path, results: Path, *, overwrite: bool = False) -> 
     with archive:
         manifest = read_manifest(archive, zip_path)
         prefix = PurePosixPath(manifest["dataset_name"], manifest["run"])
-        entries = [(info, _check_member(info, zip_path, prefix)) for info in archive.infolist()]
+        chosen, left_out = _chosen_entries(
+            archive, zip_path, prefix, _listed_files(manifest, zip_path)
+        )
         target = Path(results) / prefix
         if target.exists() and not overwrite:
             raise bad_file(target, "this run is already installed", "remove it or pass --overwrite")
+        remove_stale_temporaries(target.parent)
         with atomic_dir(target) as staging:
-            for info, relative in entries:
-                if info.is_dir() or relative == PurePosixPath(MANIFEST):
-                    continue
-                destination = staging.joinpath(*relative.parts[len(prefix.parts) :])
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                with archive.open(info) as source, open(destination, "wb") as sink:
-                    shutil.copyfileobj(source, sink)
+            for info, inner in chosen:
+                _extract(archive, info, staging.joinpath(*inner.parts))
             for checkpoint in sorted(staging.glob("fold_*/checkpoint_*.pt")):
                 try:
-                    torch.load(checkpoint, map_location="cpu", weights_only=True)
+                    load_plain(checkpoint)
                 except Exception as exc:  # any failure means the file is not plain weights
                     raise bad_file(
                         zip_path,
                         f"{checkpoint.relative_to(staging)} does not load as plain weights "
-                        f"({type(exc).__name__})",
-                        "install only model zips written by `tumorseg export-model`",
+                        f"({refusal_reason(exc)})",
+                        _UNTRUSTED,
                     ) from None
             if target.exists():
                 # Replaced only once the new copy is complete and verified.
                 shutil.rmtree(target)
+    if left_out and note is not None:
+        note(f"not installed (not listed in the manifest): {', '.join(left_out)}")
     return target

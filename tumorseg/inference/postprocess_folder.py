@@ -13,7 +13,7 @@ from typing import Any
 
 from tumorseg.data.io import read_image
 from tumorseg.data.labels import FileConvention, LabelManager, read_label_record
-from tumorseg.errors import TumorsegError
+from tumorseg.errors import OutputError, TumorsegError
 from tumorseg.inference.export import prepare_folder, write_labels
 from tumorseg.postprocessing.rules import apply_postprocessing
 
@@ -38,7 +38,8 @@ def postprocess_folder(
     """Post-process every ``*<file_ending>`` in ``input_folder`` into ``output_folder``.
 
     Each output is written atomically and checked. Returns ``(written paths, one error line per
-    failed file)``: one bad file does not stop the others.
+    failed file)``: one bad file does not stop the others, an output that cannot be written
+    (``OutputError``: full disk, read-only folder) does.
     """
     files = sorted(
         p for p in Path(input_folder).glob(f"*{file_ending}") if not p.name.startswith(".")
@@ -55,6 +56,8 @@ def postprocess_folder(
             result = apply_postprocessing(values, decision, geometry.spacing)
             out = Path(output_folder) / path.name
             written.append(write_labels(out, result, geometry, manager, convention))
+        except OutputError:
+            raise  # a full disk or read-only folder fails every later file the same way
         except TumorsegError as exc:
             errors.append(str(exc))
     return written, errors

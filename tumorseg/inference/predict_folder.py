@@ -32,7 +32,7 @@ from tumorseg.constants import DEFAULT_PLANS_NAME, MissingModality
 from tumorseg.data.dataset_json import DatasetJson
 from tumorseg.data.io import Geometry, read_channels, read_geometry
 from tumorseg.data.labels import LabelManager
-from tumorseg.errors import TumorsegError
+from tumorseg.errors import OutputError, TumorsegError
 from tumorseg.inference.export import (
     is_finished,
     prediction_path,
@@ -178,9 +178,11 @@ def _already_done(
     policy: ChannelPolicy,
     regions: UncertaintyRegions | None = None,
     file_ending: str = ".nii.gz",
+    probabilities: Path | None = None,
 ) -> bool:
     """True when ``path`` holds a complete label map on the grid of ``case``'s images (and,
-    with ``regions``, the case's complete uncertainty maps and table row)."""
+    with ``regions``, the case's complete uncertainty maps and table row; with
+    ``probabilities``, the case's complete ``CASE.npz``)."""
     if not path.is_file() or case.problem:
         return False
     found = [p for c, p in enumerate(case.images) if p is not None and policy.needs(c)]
@@ -190,7 +192,7 @@ def _already_done(
         shape = read_geometry(found[0]).shape
     except TumorsegError:
         return False
-    if not is_finished(path, shape):
+    if not is_finished(path, shape, probabilities):
         return False
     if regions is None:
         return True
@@ -245,7 +247,8 @@ def predict_folder(
     ending = dataset_json.file_ending
     for case in bar:
         done_path = prediction_path(output, case.case_id, dataset_json)
-        if _already_done(case, done_path, policy, regions, ending):
+        npz = output / f"{case.case_id}.npz" if save_probabilities else None
+        if _already_done(case, done_path, policy, regions, ending, npz):
             report.skipped.append(case.case_id)
             continue
         bar.set_postfix_str(case.case_id)
@@ -272,6 +275,8 @@ def predict_folder(
                 postprocessing=postprocessing,
                 target_outputs=_target_outputs(predictor),
             )
+        except OutputError:
+            raise  # a full disk or read-only folder fails every later case the same way
         except TumorsegError as exc:
             report.failed[case.case_id] = str(exc)
             tqdm.write(f"error: {case.case_id}: {exc}", file=sys.stderr)

@@ -94,8 +94,15 @@ def check_case_files(dataset: RawDataset, headers: bool = False) -> list[RawCase
     """Cheap checks before any voxel is read: cases exist and every declared file is present;
     with ``headers``, every file's header is readable and its geometry matches channel 0.
 
-    Returns the training cases. Raises a one-line ``TumorsegError`` naming the first problem.
+    Returns the training cases. Raises a one-line ``TumorsegError`` naming the first problem,
+    among them an image file whose channel dataset.json does not declare (planning on the
+    declared channels would silently leave it out).
     """
+    from tumorseg.data.validate import image_name_problem, stop_on
+
+    images = dataset.folder / "imagesTr"
+    for path in sorted(images.glob(f"*{dataset.dataset_json.file_ending}")):
+        stop_on(image_name_problem(path, dataset.dataset_json))
     cases = dataset.training_cases()
     if not cases:
         raise bad_file(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -20,9 +19,9 @@ from tumorseg.planning.fingerprint import check_case_files
 from tumorseg.planning.plans import ConfigurationPlan, Plans
 from tumorseg.preprocessing import storage
 from tumorseg.utils.parallel import run_parallel
+from tumorseg.utils.temporaries import remove_stale_temporaries
 
 PREPROCESSING_VERSION = 1  # bumped when the pipeline's output changes for the same plans
-STALE_TEMP_SECONDS = 3600  # temp files older than this belong to a dead run, not a live one
 
 
 def preprocessing_hash(plans: Plans, config: ConfigurationPlan) -> str:
@@ -47,19 +46,6 @@ def _is_current(folder: Path, case_id: str, digest: str) -> bool:
     except (OSError, json.JSONDecodeError):
         return False
     return properties.get("plans_hash") == digest
-
-
-def _remove_stale_temp_files(folder: Path) -> None:
-    """Remove temp files of killed runs (live runs' temp files are younger than the limit)."""
-    if not folder.is_dir():
-        return
-    now = time.time()
-    for path in folder.glob(".*.tmp*"):
-        try:
-            if now - path.stat().st_mtime > STALE_TEMP_SECONDS:
-                path.unlink()
-        except FileNotFoundError:
-            continue
 
 
 def preprocess_raw_case(
@@ -144,7 +130,8 @@ def preprocess_dataset(
         if config.data_identifier in written:
             continue
         folder = output_folder / config.data_identifier
-        _remove_stale_temp_files(folder)
+        # Temporaries of killed runs only: a concurrent live preprocess keeps its own.
+        remove_stale_temporaries(folder)
         digest = preprocessing_hash(plans, config)
         todo = [c for c in cases if not _is_current(folder, c.case_id, digest)]
         if log is not None:

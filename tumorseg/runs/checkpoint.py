@@ -6,8 +6,10 @@ so ``torch.load(path, weights_only=True)`` always works and a checkpoint can nev
 
 from __future__ import annotations
 
+import pickle
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -24,24 +26,70 @@ def checkpoint_path(fold_folder: Path, which: str) -> Path:
     return Path(which)
 
 
+class _RecordingFile:
+    """A file whose failed writes are remembered: ``torch.save`` turns the ``OSError`` of a full
+    disk into a ``RuntimeError`` without an errno ("unexpected pos ..."), which says nothing."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically: an interrupted write never replaces a good file."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    """Write ``state`` to ``path`` atomically: an interrupted write never replaces a good file,
+    and a full disk is a one-line error naming ``path``."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        recording = _RecordingFile(handle)
+        try:
+            torch.save(state, recording)  # type: ignore[arg-type]
+        except RuntimeError:
+            if recording.error is not None:
+                raise recording.error from None  # atomic_path names the file
+            raise
+
+
+def load_plain(path: Path, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` without torch's warnings (a foreign pickle makes
+    it print several lines; the caller's one-line error says what matters)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def refusal_reason(exc: Exception) -> str:
+    """Why ``load_plain`` refused a file, in a few words."""
+    text = str(exc)
+    if "Unsupported global" in text:
+        # torch's own text invites loading the file without weights_only: never do that.
+        return "it holds pickled Python objects, which could run code and are never loaded"
+    if isinstance(exc, pickle.UnpicklingError):
+        return "not a checkpoint of plain tensors"
+    reason = text.splitlines()[0][:120] if text else type(exc).__name__
+    return f"truncated or not a checkpoint: {reason}"
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint written by ``save_checkpoint``; a missing or corrupt file is one line."""
+    """Load a checkpoint written by ``save_checkpoint``; a missing or corrupt file, or one that
+    carries pickled code, is one line."""
     path = Path(path)
     if not path.is_file():
         raise bad_file(path, "checkpoint not found", "check the path or train the fold first")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = load_plain(path, map_location)
     except Exception as exc:  # torch raises many types for truncated/foreign files
-        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise bad_file(
             path,
-            f"is not a readable checkpoint ({reason})",
+            f"is not a readable checkpoint ({refusal_reason(exc)})",
             "delete it and train again, or pick another",
         ) from None
     if not isinstance(state, dict) or "network" not in state:

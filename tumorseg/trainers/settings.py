@@ -10,6 +10,7 @@ string. Every problem is one ``TumorsegError`` line listing the valid keys.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, Literal, Union
@@ -103,7 +104,11 @@ def _coerce(value: Any, hint: Any) -> Any:
         if isinstance(value, bool):
             raise TypeError("bool is not a float")
         if isinstance(value, str | int | float):
-            return float(value)
+            number = float(value)
+            # NaN or Inf would train to a NaN checkpoint (a NaN loss weight) or never end.
+            if not math.isfinite(number):
+                raise ValueError("not a finite number")
+            return number
         raise TypeError("expected a number")
     if hint is str:
         if isinstance(value, str):
@@ -123,6 +128,8 @@ def _to_bool(value: Any) -> bool:
 
 
 def _describe(hint: Any) -> str:
+    if hint is float:
+        return "a finite number"
     name = getattr(hint, "__name__", None)
     return name if name and typing.get_origin(hint) is None else str(hint).replace("typing.", "")
 

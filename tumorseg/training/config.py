@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,10 @@ class LoopSettings:
     warmup_fraction: float = 0.0
     # Gradient-norm clipping; keeps the high-momentum SGD stable early on.
     grad_clip: float = 12.0
+    # Steps in a row whose loss (or, without AMP, gradient) is NaN/Inf that are skipped before
+    # the run stops: a rare bad batch should not end a long run, a diverged run must not go on
+    # writing NaN weights over the last good checkpoint.
+    max_nonfinite_steps: int = 5
     # Share of each batch forced to contain foreground (small tumours are otherwise rare); read
     # by the default sampling policy (a trainer may supply its own).
     oversample_foreground: float = DEFAULT_OVERSAMPLE_FOREGROUND
@@ -64,6 +69,16 @@ class LoopSettings:
     # trains from scratch. Part of the run's identity, so a pretrained run never shares a
     # folder with a scratch run.
     pretrained: str | None = None
+
+    def __post_init__(self) -> None:
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise TumorsegError(f"loop setting {item.name} is {value}; give a finite number")
+        if self.max_nonfinite_steps < 1:
+            raise TumorsegError(
+                f"loop setting max_nonfinite_steps is {self.max_nonfinite_steps}; give 1 or more"
+            )
 
     @property
     def resolved_val_iterations(self) -> int:

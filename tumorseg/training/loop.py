@@ -48,6 +48,8 @@ from tumorseg.training.pretrained import load_pretrained
 from tumorseg.training.progress import ProgressLog
 from tumorseg.training.run import TrainingRun, write_run_files
 from tumorseg.training.steps import MeanLogs, check_result, format_logs, to_device
+from tumorseg.training.stops import NonFiniteTraining, TrainingInterrupted, non_finite_error
+from tumorseg.utils.temporaries import remove_stale_temporaries
 
 #: Under a time budget, the fewest epochs the schedule is split into (see _epoch_time_limit).
 BUDGET_MIN_EPOCHS = 20
@@ -92,6 +94,8 @@ class Loop:
         self.schedule = self.optimization.schedule
         self.scaler = torch.amp.GradScaler(self.device_type, enabled=self.amp)
         self.state = LoopState(total_epochs=self.settings.epochs)
+        self.nonfinite_in_a_row = 0  # skipped optimiser steps since the last good one
+        self.saved_epochs = 0  # epochs held by the newest checkpoint on disk
         # Pseudo-Dice is scored on the dataset's regions (or labels), read from the logits the
         # way the trainer's activation says, then on the trainer's target outputs.
         self.scorer = PseudoDiceScorer.for_trainer(run.trainer, run.dataset)
@@ -141,6 +145,7 @@ class Loop:
         state = self.checkpoint()
         for name in which:
             save_checkpoint(checkpoint_path(self.run.fold_folder, name), state)
+        self.saved_epochs = self.state.epoch
 
     def restore(self, path: Path) -> None:
         state = load_checkpoint(path, map_location=self.device)
@@ -157,6 +162,7 @@ class Loop:
         if state.get("grad_scaler"):
             self.scaler.load_state_dict(state["grad_scaler"])
         self.state = LoopState(**state["loop_state"])
+        self.saved_epochs = self.state.epoch
         self.log.history = list(self.state.history)
         restore_rng_state(state["rng"])
         self.log.log(f"resumed from {path.name} at epoch {self.state.epoch}")
@@ -189,31 +195,65 @@ class Loop:
 
     def train_epoch(self, batches: Any) -> tuple[float, float, dict[str, float]]:
         """``iterations_per_epoch`` optimiser steps; returns (mean loss, seconds spent waiting
-        for data, mean of each of the trainer's logs)."""
+        for data, mean of each of the trainer's logs).
+
+        A step whose loss (or, without AMP, whose gradient norm) is NaN/Inf changes nothing and
+        is left out of the means; ``max_nonfinite_steps`` of them in a row stop the run (see
+        ``NonFiniteTraining``). Under DDP every rank skips the same steps.
+        """
         self.model.train()
         losses: list[float] = []
         wait, logs = 0.0, MeanLogs()
         limit, started = self._epoch_time_limit(), time.perf_counter()
         steps = self.state.iterations_per_epoch or self.settings.iterations_per_epoch
+        taken = 0
         for _ in range(steps):
-            if limit is not None and losses and time.perf_counter() - started > limit:
-                break
+            if limit is not None and taken:
+                # Rank 0's clock decides, so every rank ends epoch 0 after the same step.
+                over = time.perf_counter() - started > limit
+                if dist.rank0_decides(over, self.info):
+                    break
             start = time.perf_counter()
             batch = to_device(next(batches), self.device)
             wait += time.perf_counter() - start
-            self.optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(self.device_type, enabled=self.amp):
-                result = self._step(batch)
-            self.scaler.scale(result.loss).backward()
-            self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.network.parameters(), self.settings.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            losses.append(float(result.loss.detach()))
-            logs.add(result.logs)
+            taken += 1
+            loss = self._optimiser_step(batch, logs)
+            if loss is not None:
+                losses.append(loss)
         if not self.state.iterations_per_epoch:
-            self.state.iterations_per_epoch = dist.broadcast_int(len(losses), self.info)
+            self.state.iterations_per_epoch = dist.broadcast_int(taken, self.info)
+        if not losses:
+            raise self._non_finite(f"every step of epoch {self.state.epoch}")
         return float(np.mean(losses)), wait, logs.means()
+
+    def _optimiser_step(self, batch: dict[str, Any], logs: MeanLogs) -> float | None:
+        """One step on ``batch``; its loss, or None when it was skipped as non-finite."""
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(self.device_type, enabled=self.amp):
+            result = self._step(batch)
+        # Backward runs even for a NaN loss, so that DDP's gradient exchange stays in step.
+        self.scaler.scale(result.loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        norm = nn.utils.clip_grad_norm_(self.network.parameters(), self.settings.grad_clip)
+        loss = float(result.loss.detach())
+        # Under AMP the GradScaler skips steps with overflowing gradients itself (routine while
+        # it calibrates its scale); only a non-finite loss is a problem there.
+        bad = not math.isfinite(loss) or (not self.amp and not math.isfinite(float(norm)))
+        if dist.any_rank(bad, self.info):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.update()
+            self.nonfinite_in_a_row += 1
+            if self.nonfinite_in_a_row >= self.settings.max_nonfinite_steps:
+                raise self._non_finite(f"{self.nonfinite_in_a_row} steps in a row")
+            return None
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.nonfinite_in_a_row = 0
+        logs.add(result.logs)
+        return loss
+
+    def _non_finite(self, where: str) -> NonFiniteTraining:
+        return non_finite_error(self.run.fold_folder, self.state.epoch, where)
 
     @torch.no_grad()
     def validate_epoch(self, batches: Any) -> tuple[float, list[float], dict[str, float]]:
@@ -383,13 +423,29 @@ def train(run: TrainingRun, *, resume: bool = False, echo: bool = True) -> Path:
 
     ``resume`` continues from the fold's final or latest checkpoint; otherwise a run whose loop
     settings name a ``pretrained`` checkpoint starts from its weights. Returns the fold folder.
-    Only rank 0 writes files; under torchrun every rank trains.
+    Only rank 0 writes files; under torchrun every rank trains. Temporary files that killed
+    runs of this fold left behind are removed first. Ctrl-C raises ``TrainingInterrupted``
+    (where to resume from); a loss that stays NaN/Inf raises ``NonFiniteTraining``.
     """
     loop = Loop(run, echo=echo)
+    try:
+        return _train(loop, resume)
+    except KeyboardInterrupt:
+        final, latest = (checkpoint_path(run.fold_folder, n) for n in ("final", "latest"))
+        newest = final if final.is_file() else latest if latest.is_file() else None
+        raise TrainingInterrupted(run.fold_folder, newest, loop.saved_epochs) from None
+
+
+def _train(loop: Loop, resume: bool) -> Path:
+    run = loop.run
     folder = run.fold_folder
     for line in run.warnings:
         loop.log.log(f"warning: {line}")
     final, latest = checkpoint_path(folder, "final"), checkpoint_path(folder, "latest")
+    if loop.info.is_main:
+        for stale in (run.run_folder, folder, folder / "validation"):
+            for path in remove_stale_temporaries(stale):
+                loop.log.log(f"removed {path.name}, left by a killed run")
     if resume and (final.is_file() or latest.is_file()):
         loop.restore(final if final.is_file() else latest)
     elif resume:

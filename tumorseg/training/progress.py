@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tumorseg.utils.atomic import atomic_path
+from tumorseg.utils.atomic import atomic_path, named_write_failures
 
 
 class ProgressLog:
@@ -37,7 +37,8 @@ class ProgressLog:
         line = f"{stamp}: {message}"
         if not self.write:
             return
-        with (self.folder / "log.txt").open("a") as handle:
+        path = self.folder / "log.txt"
+        with named_write_failures(path), path.open("a") as handle:
             handle.write(line + "\n")
         if self.echo:
             print(line, flush=True)

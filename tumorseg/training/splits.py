@@ -26,6 +26,7 @@ from tumorseg.constants import NUM_FOLDS
 from tumorseg.data.dataset_json import DatasetJson
 from tumorseg.data.patients import group_by_patient, patient_ids
 from tumorseg.errors import bad_file
+from tumorseg.utils.temporaries import owner_tag
 
 SPLITS_FILE = "splits_final.json"
 SPLITS_SEED = 12345
@@ -148,7 +149,9 @@ def load_or_create_splits(
     """
     path = dataset_folder / SPLITS_FILE
     if not path.is_file():
-        fd, name = tempfile.mkstemp(prefix=f".{SPLITS_FILE}.", suffix=".tmp", dir=dataset_folder)
+        fd, name = tempfile.mkstemp(
+            prefix=f".{SPLITS_FILE}.{owner_tag()}.", suffix=".tmp", dir=dataset_folder
+        )
         tmp = Path(name)
         try:
             patients = dataset_patients(dataset_folder, case_ids)

@@ -19,7 +19,8 @@ from tumorseg.errors import TumorsegError
 from tumorseg.planning.fingerprint import FINGERPRINT_FILE, DatasetFingerprint, compute_fingerprint
 from tumorseg.planning.planner import DEFAULT_BUDGET_GB, DEFAULT_CONFIGURATIONS, plan_experiment
 from tumorseg.planning.plans import Plans
-from tumorseg.utils.atomic import atomic_path
+from tumorseg.utils.atomic import atomic_path, make_folder
+from tumorseg.utils.temporaries import remove_stale_temporaries
 
 Log = Callable[[str], None]
 
@@ -123,8 +124,8 @@ def plan_dataset(
     (``check_replacing``); nothing but the fingerprint is written before that check.
     """
     dataset = RawDataset.open(raw_folder)
-    output = preprocessed_root / dataset.name
-    output.mkdir(parents=True, exist_ok=True)
+    output = make_folder(preprocessed_root / dataset.name)
+    remove_stale_temporaries(output)  # of killed runs only (fingerprint, plans, dataset.json)
     fingerprint = _fingerprint(dataset, output, num_processes, clean, log)
     budget = (
         memory_budget_gb if memory_budget_gb is not None else DEFAULT_BUDGET_GB.get(device, 8.0)

@@ -30,6 +30,7 @@ from tumorseg.data.labels import LabelConvention, map_label_values
 from tumorseg.errors import TumorsegError, bad_file
 from tumorseg.paths import dataset_folder_name, parse_dataset_folder_name
 from tumorseg.utils.atomic import atomic_dir
+from tumorseg.utils.temporaries import remove_stale_temporaries
 
 _Item = TypeVar("_Item")
 _Result = TypeVar("_Result")
@@ -231,6 +232,7 @@ def open_dataset(raw_root: Path, dataset_id: int, name: str, force: bool) -> Ite
     ``force`` it is removed only after the new dataset is complete, just before the rename.
     """
     final = Path(raw_root) / dataset_folder_name(dataset_id, name)
+    remove_stale_temporaries(raw_root)  # staging folders of killed conversions
     existing = existing_datasets(Path(raw_root), dataset_id)
     if existing and not force:
         names = ", ".join(p.name for p in existing)

@@ -45,6 +45,7 @@ from tumorseg.data.synthetic.difficulty import DEFAULT_DIFFICULTY, Difficulty
 from tumorseg.errors import TumorsegError
 from tumorseg.paths import dataset_folder_name, parse_dataset_folder_name
 from tumorseg.utils.atomic import atomic_dir, write_json
+from tumorseg.utils.temporaries import remove_stale_temporaries
 
 FOLLOWUP_FOLDER = "followupTr"
 RECURRENCE_FOLDER = "recurrenceTr"
@@ -139,6 +140,7 @@ def generate_dataset(
     if n_healthy < 0:
         raise TumorsegError(f"--healthy {n_healthy} is negative; use 0 or more")
     folder = Path(raw_root) / dataset_folder_name(dataset_id, name)
+    remove_stale_temporaries(raw_root)  # staging folders of killed runs
     existing = _existing_with_id(Path(raw_root), dataset_id)
     if existing and not force:
         names = ", ".join(p.name for p in existing)

@@ -23,6 +23,7 @@ from typing import Any
 from tumorseg.constants import TrainerName
 from tumorseg.errors import TumorsegError
 from tumorseg.trainers.base import Trainer, TrainerContext
+from tumorseg.trainers.clfc import CLFCTrainer
 from tumorseg.trainers.default import DefaultSettings, DefaultTrainer
 from tumorseg.trainers.hooks import declared_inputs
 from tumorseg.trainers.inputs import check_inputs
@@ -34,6 +35,7 @@ TRAINERS: dict[TrainerName, type] = {
     TrainerName.DEFAULT: DefaultTrainer,
     TrainerName.PAIRING: PairingTrainer,
     TrainerName.MSF: MSFTrainer,
+    TrainerName.CLFC: CLFCTrainer,
 }
 
 

@@ -10,7 +10,13 @@ A trainer may define any of
   ``oversample_foreground``);
 - ``transfer_weights(source, own) -> dict[str, Tensor]``: which tensors of a ``--pretrained``
   checkpoint's state dict initialise which of the network's, renamed as needed (default
-  :func:`matching_weights`: same name and shape).
+  :func:`matching_weights`: same name and shape);
+- ``prepare_training(preparation: TrainingPreparation) -> Sequence[ReferenceProducer]``:
+  called once per training session before the network is built, e.g. to load a frozen
+  sub-model (default: nothing). It returns how to compute the reference images it declares
+  (:class:`~tumorseg.trainers.inputs.ReferenceProducer`), which the training layer caches
+  beside the preprocessed cases. It may replace ``settings`` with resolved values (recorded in
+  ``train_config.json``, so inference rebuilds the same network).
 
 The loop, the loader and the contract tests call the functions below rather than the
 attributes, so a trainer that needs none of them defines none.
@@ -18,13 +24,15 @@ attributes, so a trainer that needs none of them defines none.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from tumorseg.trainers.inputs import BatchInput
+from tumorseg.trainers.inputs import BatchInput, ReferenceProducer
 from tumorseg.trainers.optimization import LoopHyperparameters, Optimization, default_optimization
 from tumorseg.trainers.sampling import ForegroundOversampling, SamplingPolicy
 
@@ -85,3 +93,25 @@ def transferred_weights(
                 f"{tuple(tensor.shape)} to {name!r}, which the network does not have in that shape"
             )
     return copied
+
+
+@dataclass(frozen=True)
+class TrainingPreparation:
+    """What ``prepare_training`` gets: where the run's data and results are."""
+
+    # RESULTS/DatasetNNN_Name: where models shared by several runs live.
+    results_dataset: Path
+    # The fold folder being trained (for records of what was used).
+    fold_folder: Path
+    device: str
+    log: Callable[[str], None]
+
+
+def prepare_training_for(
+    trainer: Any, preparation: TrainingPreparation
+) -> tuple[ReferenceProducer, ...]:
+    """Run the trainer's ``prepare_training`` hook, when it has one; its reference producers."""
+    hook = getattr(trainer, "prepare_training", None)
+    if hook is None:
+        return ()
+    return tuple(hook(preparation) or ())

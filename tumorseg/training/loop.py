@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -32,7 +33,13 @@ from torch import nn
 
 from tumorseg.errors import bad_file
 from tumorseg.runs.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
-from tumorseg.trainers.hooks import declared_inputs, optimization_for, sampling_policy_for
+from tumorseg.trainers.hooks import (
+    TrainingPreparation,
+    declared_inputs,
+    optimization_for,
+    prepare_training_for,
+    sampling_policy_for,
+)
 from tumorseg.trainers.metrics import dice_counts, dice_from_counts
 from tumorseg.trainers.segmentation import output_spec
 from tumorseg.training import distributed as dist
@@ -41,6 +48,7 @@ from tumorseg.training.checkpoint import capture_rng_state, restore_rng_state
 from tumorseg.training.dataloading import PatchBatches, batch_loader
 from tumorseg.training.pretrained import load_pretrained
 from tumorseg.training.progress import ProgressLog
+from tumorseg.training.references import ensure_references
 from tumorseg.training.run import TrainingRun, write_run_files
 from tumorseg.training.steps import MeanLogs, check_result, format_logs, to_device
 
@@ -363,6 +371,17 @@ def train(run: TrainingRun, *, resume: bool = False, echo: bool = True) -> Path:
     settings name a ``pretrained`` checkpoint starts from its weights. Returns the fold folder.
     Only rank 0 writes files; under torchrun every rank trains.
     """
+    run.fold_folder.mkdir(parents=True, exist_ok=True)
+    log = ProgressLog(run.fold_folder, echo=echo, write=os.environ.get("RANK", "0") == "0").log
+    preparation = TrainingPreparation(
+        results_dataset=run.run_folder.parent,
+        fold_folder=run.fold_folder,
+        device=run.loop.device,
+        log=log,
+    )
+    cases = tuple(dict.fromkeys([*run.train_cases, *run.val_cases]))
+    for producer in prepare_training_for(run.trainer, preparation):
+        ensure_references(run.data_folder, cases, producer, log)
     loop = Loop(run, echo=echo)
     folder = run.fold_folder
     final, latest = checkpoint_path(folder, "final"), checkpoint_path(folder, "latest")

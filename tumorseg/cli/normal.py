@@ -38,7 +38,7 @@ def train_normal(
         typer.Option("--iterations-per-epoch", min=1, help="Steps per epoch (default: 50)."),
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option("--batch-size", min=1, help="Slices per step (default: 120).")
+        int | None, typer.Option("--batch-size", min=1, help="Slices per step (default: 32).")
     ] = None,
     time_budget: Annotated[
         str | None,

@@ -7,6 +7,9 @@ A model zip holds one run folder, relative to the results root::
     <DatasetNNN_Name>/<run>/dataset.json
     <DatasetNNN_Name>/<run>/fold_<k>/train_config.json
     <DatasetNNN_Name>/<run>/fold_<k>/checkpoint_<name>.pt
+    <DatasetNNN_Name>/<run>/fold_<k>/normal_model.json  when present (clfc: which normal-
+                                              appearance model the run used; its weights are
+                                              inside the checkpoint)
 
 Installing never trusts the archive: absolute paths, ``..`` components, links and entries
 outside the declared run folder are rejected before anything is written, the run folder
@@ -30,6 +33,8 @@ MANIFEST = "tumorseg_model.json"
 FORMAT_VERSION = 1
 _RUN_FILES = ("plans.json", "dataset.json")
 _FOLD_FILES = ("train_config.json",)
+#: Records a fold may have; exported when present.
+_OPTIONAL_FOLD_FILES = ("normal_model.json",)
 
 
 def export_model(
@@ -62,6 +67,9 @@ def export_model(
             if not path.is_file():
                 raise bad_file(path, "not found", "train this fold first or leave it out of -f")
             members.append((path, str(prefix / fold.name / name)))
+        for name in _OPTIONAL_FOLD_FILES:
+            if (fold / name).is_file():
+                members.append((fold / name, str(prefix / fold.name / name)))
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "tumorseg_version": __version__,

@@ -251,7 +251,29 @@ class CLFCNet(nn.Module):
         normal_mask: torch.Tensor | None = None,
     ) -> CLFCOutput:
         """``images`` ``(B, C_in, H, W)``; ``reference`` ``(B, S, H, W)`` pseudo-healthy slices
-        (computed when None); ``normal_mask`` ``(B, 1, H, W)`` bool enables the SimSiam loss."""
+        (computed when None); ``normal_mask`` ``(B, 1, H, W)`` bool enables the SimSiam loss.
+
+        Inputs whose ``H, W`` are not multiples of 16 are zero-padded at the bottom and right for
+        the four poolings (padding counts as outside the brain) and the outputs cropped back;
+        attention maps keep the padded size.
+        """
+        h, w = images.shape[-2:]
+        pad = (0, -w % 16, 0, -h % 16)
+        if any(pad):
+            images = functional.pad(images, pad)
+            reference = None if reference is None else functional.pad(reference, pad)
+            if normal_mask is not None:
+                normal_mask = functional.pad(normal_mask, pad, value=False)
+        out = self._forward(images, reference, normal_mask)
+        out.logits = out.logits[..., :h, :w]
+        return out
+
+    def _forward(
+        self,
+        images: torch.Tensor,
+        reference: torch.Tensor | None,
+        normal_mask: torch.Tensor | None,
+    ) -> CLFCOutput:
         if self.reference_net is None:
             return CLFCOutput(self.head(self.backbone(images)[-1]))
         if reference is None:

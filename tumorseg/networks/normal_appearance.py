@@ -122,7 +122,7 @@ class NormalAppearanceModel(nn.Module):
         image_size: int = 64,
         fov_mm: float = 192.0,
         latent_dim: int = 128,
-        channels: Sequence[int] = (32, 64, 128),
+        channels: Sequence[int] = (16, 32, 64),
     ) -> None:
         super().__init__()
         self.image_size = image_size
@@ -144,7 +144,7 @@ def pseudo_healthy_volume(
 ) -> np.ndarray:
     """``(Z, Y, X)`` z-scored T1 -> ``(Z, Y, X)`` float32 pseudo-healthy T1, slice by slice
     along axis 0 (``spacing``: in-plane mm of axes 1 and 2)."""
-    slices = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[:, None]
+    slices = torch.from_numpy(np.array(volume, dtype=np.float32))[:, None]
     out = []
     for start in range(0, slices.shape[0], SLICE_BATCH):
         chunk = slices[start : start + SLICE_BATCH].to(device)

@@ -159,11 +159,6 @@ class CLFCTrainer:
             self.wt_index, self.trained_spec = _whole_tumour(self.spec)
         self.loss = SegmentationLoss.for_trainer(context, self.trained_spec, self.settings)
         config = context.configuration
-        if any(p % 16 for p in config.patch_size):
-            raise TumorsegError(
-                f"plans {context.plans.plans_name} {config.name}: patch {tuple(config.patch_size)}"
-                " is not divisible by 16; the clfc network pools four times: plan again"
-            )
         self.slices = config.input_channels_per_modality
         self.modality = Modality.parse(self.settings.reference_modality)
         self.reference_name = f"pseudo_healthy_{self.modality.value.lower()}"

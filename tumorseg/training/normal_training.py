@@ -169,8 +169,8 @@ class NormalTrainer:
         self.opt_g.step()
         return {
             **_floats(parts),
-            "encoder_loss": float(parts["encoder"]),
-            "decoder_loss": float(loss_g),
+            "encoder_loss": float(parts["encoder"].detach()),
+            "decoder_loss": float(loss_g.detach()),
         }
 
     def vae_step(self, images: torch.Tensor) -> dict[str, float]:

@@ -12,12 +12,12 @@ export TUMORSEG_RAW=$WORK/raw TUMORSEG_PREPROCESSED=$WORK/pre TUMORSEG_RESULTS=$
 # One thread per process, two processes at a time: the machine has two cores.
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 ID=611
-STEPS=(--epochs 10 --iterations-per-epoch 30 --val-iterations 5 --batch-size 4)
+STEPS=(--epochs 8 --iterations-per-epoch 25 --val-iterations 5 --batch-size 4)
 COMMON=(--device cpu -np 0)
 
 [ -d "$WORK/raw/Dataset${ID}_Synth" ] || tumorseg synth --id $ID --cases 15 --healthy 8 --seed 1 -np 2
 [ -f "$WORK/pre/Dataset${ID}_Synth/tumorsegPlans.json" ] || tumorseg plan $ID -np 2 --device cpu
-tumorseg train-normal $ID --epochs 12 --iterations-per-epoch 25 --device cpu --resume
+tumorseg train-normal $ID --epochs 6 --iterations-per-epoch 25 --device cpu --resume
 
 run() {  # fold, trainer, settings...
   local fold=$1 trainer=$2; shift 2

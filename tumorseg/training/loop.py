@@ -22,6 +22,7 @@ import dataclasses
 import math
 import os
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -364,13 +365,11 @@ def _fields(obj: Any) -> dict[str, Any]:
     return {}
 
 
-def train(run: TrainingRun, *, resume: bool = False, echo: bool = True) -> Path:
-    """Train ``run``, write the final checkpoint and validate.
-
-    ``resume`` continues from the fold's final or latest checkpoint; otherwise a run whose loop
-    settings name a ``pretrained`` checkpoint starts from its weights. Returns the fold folder.
-    Only rank 0 writes files; under torchrun every rank trains.
-    """
+def _prepare(run: TrainingRun, echo: bool) -> None:
+    """The trainer's ``prepare_training`` hook and the reference images it produces. A fold
+    folder made here is removed again when the hook fails (e.g. a missing normal model), so a
+    refused run leaves nothing behind."""
+    created = [p for p in (run.run_folder, run.fold_folder) if not p.exists()]
     run.fold_folder.mkdir(parents=True, exist_ok=True)
     log = ProgressLog(run.fold_folder, echo=echo, write=os.environ.get("RANK", "0") == "0").log
     preparation = TrainingPreparation(
@@ -379,9 +378,25 @@ def train(run: TrainingRun, *, resume: bool = False, echo: bool = True) -> Path:
         device=run.loop.device,
         log=log,
     )
+    try:
+        producers = prepare_training_for(run.trainer, preparation)
+    except Exception:
+        for folder in reversed(created):
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     cases = tuple(dict.fromkeys([*run.train_cases, *run.val_cases]))
-    for producer in prepare_training_for(run.trainer, preparation):
+    for producer in producers:
         ensure_references(run.data_folder, cases, producer, log)
+
+
+def train(run: TrainingRun, *, resume: bool = False, echo: bool = True) -> Path:
+    """Train ``run``, write the final checkpoint and validate.
+
+    ``resume`` continues from the fold's final or latest checkpoint; otherwise a run whose loop
+    settings name a ``pretrained`` checkpoint starts from its weights. Returns the fold folder.
+    Only rank 0 writes files; under torchrun every rank trains.
+    """
+    _prepare(run, echo)
     loop = Loop(run, echo=echo)
     folder = run.fold_folder
     final, latest = checkpoint_path(folder, "final"), checkpoint_path(folder, "latest")

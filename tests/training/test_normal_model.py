@@ -12,7 +12,7 @@ import torch
 from tests.tiny_data import write_tiny_dataset
 from tests.trainers.normal_fixtures import TINY_NORMAL, add_healthy_to_dataset, write_healthy
 from tumorseg.data.healthy import healthy_t1_images, read_healthy_t1
-from tumorseg.data.io import Geometry, write_image
+from tumorseg.data.io import Geometry, read_image, write_image
 from tumorseg.errors import TumorsegError
 from tumorseg.paths import Roots
 from tumorseg.preprocessing.storage import reference_path, write_case
@@ -205,3 +205,16 @@ def test_reference_images_are_computed_once_and_recomputed_for_another_version(
     np.testing.assert_array_equal(np.load(reference_path(folder, "b", "healthy")), 3.0)
     stamp = json.loads((folder / "references" / "healthy" / STAMP_FILE).read_text())
     assert stamp["version"] == "v2"
+
+
+def test_a_healthy_brain_wider_than_the_frame_is_refused(tmp_path: Path) -> None:
+    """A placeholder spacing (10 mm for a 2 mm scan) makes the brain too wide for the frame."""
+    from tumorseg.trainers.normal_model import NormalModelSettings
+    from tumorseg.training.normal_data import load_healthy_slices
+
+    (path,) = write_healthy(tmp_path, n_subjects=1, channels=1)
+    array, geometry = read_image(path)
+    wide = Geometry(geometry.shape, (10.0, 10.0, 10.0), geometry.origin, geometry.direction)
+    write_image(path, array, wide)
+    with pytest.raises(TumorsegError, match="more than the normal model's frame"):
+        load_healthy_slices(healthy_t1_images(None, path), NormalModelSettings(), log=print)

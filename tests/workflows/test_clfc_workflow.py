@@ -36,12 +36,21 @@ TRAIN = [
 ]  # fmt: skip
 
 
-def _cli(roots: Roots, *args: str, raw: bool = True) -> int:
-    argv = ["tumorseg", *args, "--results", str(roots.results)]
-    if raw:
-        argv += ["--raw", str(roots.raw)]
-    if args[0] in ("train", "train-normal", "plan"):
-        argv += ["--preprocessed", str(roots.preprocessed)]
+#: Which root options each command takes.
+_ROOTS = {
+    "plan": ("raw", "preprocessed", "results"),
+    "train": ("raw", "preprocessed", "results"),
+    "train-normal": ("raw", "preprocessed", "results"),
+    "find-best": ("raw", "preprocessed", "results"),
+    "normal-appearance": ("raw", "results"),
+    "evaluate": ("raw",),
+}
+
+
+def _cli(roots: Roots, *args: str) -> int:
+    argv = ["tumorseg", *args]
+    for root in _ROOTS.get(args[0], ("results",)):
+        argv += [f"--{root}", str(getattr(roots, root))]
     old = sys.argv
     sys.argv = argv
     try:
@@ -108,9 +117,9 @@ def test_predict_ensemble_evaluate_find_best_export_install(
 
     archive = tmp_path / "clfc.zip"
     assert _cli(roots, "export-model", "1", "-c", "2.5d", "-tr", "clfc", "-f", "0,1",
-                "-o", str(archive), raw=False) == 0  # fmt: skip
+                "-o", str(archive)) == 0  # fmt: skip
     other = Roots(roots.raw, roots.preprocessed, tmp_path / "elsewhere")
-    assert _cli(other, "install-model", str(archive), raw=False) == 0
+    assert _cli(other, "install-model", str(archive)) == 0
     installed = other.results / "Dataset001_Tiny"
     assert not list(installed.glob("normal_appearance*"))  # the weights travel in the run
     assert list(installed.glob("clfc*/fold_0/normal_model.json"))
@@ -162,3 +171,30 @@ def test_refusals_are_one_line(
     err = capsys.readouterr().err.strip()
     assert "declares no healthy references" in err
     assert err.count("\n") == 0
+
+
+def test_real_healthy_t1_and_a_real_patient(shared_data: Path, tmp_path: Path) -> None:
+    """IXI (a real healthy T1, sagittally acquired, 0.94 x 1.2 mm in-plane) trains a normal
+    model; the BraTS 2023 case folder (``t1n.nii.gz``) gets its pseudo-healthy T1."""
+    roots = Roots.under(tmp_path / "tumorseg_data")
+    write_tiny_dataset(roots.raw, n_cases=2)
+    ixi = tmp_path / "ixi"
+    ixi.mkdir()
+    shutil.copy(shared_data / "ixi_healthy" / "hd_bet_IXI002-Guys-0828-T1.nii.gz", ixi)
+    small = ["--epochs", "1", "--iterations-per-epoch", "2", "--batch-size", "4",
+             "--set", "image_size=32", "--set", "channels=4,8", "--set", "latent_dim=8",
+             "--device", "cpu"]  # fmt: skip
+    assert _cli(roots, "train-normal", "1", "--healthy", str(ixi), *small) == 0
+    (folder,) = (roots.results / "Dataset001_Tiny").glob("normal_appearance*")
+    config = json.loads((folder / "normal_config.json").read_text())
+    assert config["healthy"]["subjects"] == ["hd_bet_IXI002-Guys-0828-T1"]
+    assert config["healthy"]["slices"] > 100
+    out = tmp_path / "brats.nii.gz"
+    case = shared_data / "brats2023_gli_case"
+    assert _cli(roots, "normal-appearance", "-i", str(case), "-o", str(out), "-d", "1",
+                "--device", "cpu") == 0  # fmt: skip
+    healthy, geometry = read_image(out)
+    t1, t1_geometry = read_image(case / "t1n.nii.gz")
+    assert geometry == t1_geometry
+    assert (healthy[t1 == 0] == 0).all()
+    assert np.count_nonzero(healthy) > 0.9 * np.count_nonzero(t1)

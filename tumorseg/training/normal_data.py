@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from tumorseg.data.healthy import HealthyImage, read_healthy_t1
+from tumorseg.errors import bad_file
 from tumorseg.networks.normal_appearance import to_canonical
 from tumorseg.preprocessing.normalization import zscore_brain
 from tumorseg.trainers.normal_model import NormalModelSettings
@@ -60,6 +61,7 @@ def load_healthy_slices(
     frames, subjects = [], []
     for image in images:
         array, geometry = read_healthy_t1(image)
+        check_extent(image, array, geometry.spacing[1:], settings.fov_mm)
         normalised = zscore_brain(array, array != 0)
         framed = frame_volume(normalised, geometry.spacing[1:], settings)
         frames.append(framed)
@@ -67,6 +69,26 @@ def load_healthy_slices(
         log(f"healthy {image.subject}: {len(framed)} slices from {image.path.name}")
     stacked = torch.cat(frames)
     return HealthySlices(stacked, tuple(subjects))
+
+
+def check_extent(
+    image: HealthyImage, array: np.ndarray, spacing: Sequence[float], fov_mm: float
+) -> None:
+    """The brain must fit the frame: a wider one means a wrong spacing in the header (or a
+    head that is not skull-stripped), which would teach the model cut-off brains."""
+    brain = array != 0
+    extents = []
+    for axis, step in zip((1, 2), spacing, strict=True):
+        others = tuple(a for a in range(3) if a != axis)
+        hits = np.flatnonzero(brain.any(axis=others))
+        extents.append((hits[-1] - hits[0] + 1) * float(step) if hits.size else 0.0)
+    if max(extents) > fov_mm:
+        raise bad_file(
+            image.path,
+            f"brain spans {max(extents):.0f} mm in-plane, more than the normal model's frame "
+            f"({fov_mm:g} mm)",
+            "check the voxel spacing in the header, or train with --set fov_mm=LARGER",
+        )
 
 
 def batch_indices(count: int, batch_size: int, seed: int, step: int) -> torch.Tensor:

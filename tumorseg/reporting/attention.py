@@ -46,8 +46,9 @@ def save_attention_maps(
     fold_folder: Path, data_folder: Path, case_ids: list[str], device: str = "cpu"
 ) -> list[Path]:
     """Write the attention PNGs of a trained clfc fold; returns their paths."""
-    trainer, network, config, _ = load_trained_model(fold_folder, "final", device)
-    check_attention_trainer(trainer)
+    loaded, network, config, _ = load_trained_model(fold_folder, "final", device)
+    check_attention_trainer(loaded)
+    trainer: Any = loaded  # a CLFCTrainer (checked above)
     channels = list(trainer.context.channels)
     modalities = [trainer.context.dataset.modalities[c] for c in channels]
     shown = [p for m in (Modality.T1, Modality.FLAIR) for p, x in enumerate(modalities) if x is m]
@@ -55,7 +56,7 @@ def save_attention_maps(
     written = []
     for case_id in case_ids[:CASES]:
         data, seg, _ = read_case(data_folder, case_id, mmap=False)
-        label = seg[0] if seg is not None else np.zeros(data.shape[1:], np.int8)
+        label = seg[0] if seg is not None else np.zeros(tuple(data.shape[1:]), np.int8)
         tumour = (label > 0).reshape(label.shape[0], -1).sum(axis=1)
         for z in [int(i) for i in np.argsort(-tumour)[:SLICES_PER_CASE]]:
             stack = _input(data, channels, z, config.context_slices)

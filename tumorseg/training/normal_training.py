@@ -200,7 +200,7 @@ class NormalTrainer:
         s, epoch = self.job.settings, self.state.epoch
         introspective = epoch >= self.warmup_epochs()
         self.model.train()
-        started, sums = time.perf_counter(), {}
+        started, sums = time.perf_counter(), dict[str, float]()
         for i in range(s.iterations_per_epoch):
             step = epoch * s.iterations_per_epoch + i
             index = batch_indices(len(slices), s.batch_size, s.seed, step)

@@ -101,6 +101,10 @@ def normal_appearance(
         Path | None,
         typer.Option("--figure", help="Also write a PNG: input, pseudo-healthy T1, difference."),
     ] = None,
+    figure_slice: Annotated[
+        int | None,
+        typer.Option("--slice", help="Slice of the figure (default: where they differ most)."),
+    ] = None,
     device: DeviceOption = DeviceName.AUTO,
     raw: RawOption = DEFAULT_RAW,
     results: ResultsOption = DEFAULT_RESULTS,
@@ -129,6 +133,7 @@ def normal_appearance(
         dataset_json=dataset_json,
         device=resolve_device(device),
         figure=figure,
+        figure_slice=figure_slice,
     )
     typer.echo(f"wrote {written}")
     if figure is not None:

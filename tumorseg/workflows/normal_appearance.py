@@ -95,8 +95,10 @@ def normal_appearance(
     dataset_json: DatasetJson | None = None,
     device: str = "cpu",
     figure: Path | None = None,
+    figure_slice: int | None = None,
 ) -> Path:
-    """Write the pseudo-healthy T1 of ``source`` (see the module docstring); returns its path."""
+    """Write the pseudo-healthy T1 of ``source`` (see the module docstring); returns its path.
+    ``figure_slice`` picks the figure's slice (array axis 0; default where they differ most)."""
     folder = resolve_normal_model(results_dataset, model_name)
     model, _ = load_normal_model(folder, device)
     t1_path = find_t1(Path(source), dataset_json)
@@ -110,23 +112,32 @@ def normal_appearance(
             f"{share:.0%} of the voxels are nonzero: not a skull-stripped brain",
             "skull-strip the T1 first, so the background is 0",
         )
+    if figure_slice is not None and not 0 <= figure_slice < t1.shape[0]:
+        raise bad_file(
+            t1_path, f"--slice {figure_slice} is outside the image (0..{t1.shape[0] - 1})",
+            "pick a slice inside it",
+        )
     healthy = pseudo_healthy_t1(t1.astype(np.float32), geometry, model, device)
     target = output_path(Path(output), t1_path)
     write_image(target, healthy, geometry, check=True)
     if figure is not None:
-        write_figure(figure, t1.astype(np.float32), healthy, t1_path.name)
+        write_figure(figure, t1.astype(np.float32), healthy, t1_path.name, figure_slice)
     return target
 
 
-def write_figure(path: Path, t1: np.ndarray, healthy: np.ndarray, title: str) -> Path:
-    """Input, pseudo-healthy T1 and their difference at the slice where they differ most."""
+def write_figure(
+    path: Path, t1: np.ndarray, healthy: np.ndarray, title: str, z: int | None = None
+) -> Path:
+    """Input, pseudo-healthy T1 and their difference (outside the brain blank) at slice ``z``,
+    by default the slice where they differ most."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     difference = t1 - healthy
-    z = int(np.argmax(np.abs(difference).reshape(difference.shape[0], -1).sum(axis=1)))
+    if z is None:
+        z = int(np.argmax(np.abs(difference).reshape(difference.shape[0], -1).sum(axis=1)))
     brain = t1[z] != 0
     low, high = np.percentile(t1[t1 != 0], [1, 99]) if np.any(t1) else (0.0, 1.0)
     span = float(np.abs(difference[z][brain]).max()) if brain.any() else 1.0
@@ -134,7 +145,8 @@ def write_figure(path: Path, t1: np.ndarray, healthy: np.ndarray, title: str) ->
     panels = (
         ("input T1", t1[z], "gray", low, high),
         ("pseudo-healthy T1", healthy[z], "gray", low, high),
-        ("difference (input - pseudo-healthy)", difference[z], "coolwarm", -span, span),
+        ("difference (input - pseudo-healthy)", np.where(brain, difference[z], np.nan),
+         "coolwarm", -span, span),
     )
     for axis, (name, image, cmap, vmin, vmax) in zip(axes, panels, strict=True):
         shown = axis.imshow(image, cmap=cmap, vmin=vmin, vmax=vmax)

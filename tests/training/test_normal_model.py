@@ -218,3 +218,15 @@ def test_a_healthy_brain_wider_than_the_frame_is_refused(tmp_path: Path) -> None
     write_image(path, array, wide)
     with pytest.raises(TumorsegError, match="more than the normal model's frame"):
         load_healthy_slices(healthy_t1_images(None, path), NormalModelSettings(), log=print)
+
+
+@pytest.mark.slow
+def test_time_budget_fits_the_epochs(raw_with_healthy: Path, roots: Roots) -> None:
+    """A budget shorter than one epoch ends the schedule after the first epoch."""
+    job = prepare_normal_training(roots, "1", settings={**TINY_NORMAL, "epochs": 50},
+                                  time_budget_s=1e-3)  # fmt: skip
+    assert job.run_folder.name.startswith("normal_appearance-")
+    train_normal(job, echo=False)
+    config = json.loads((job.run_folder / "normal_config.json").read_text())
+    assert config["loop"]["epochs"] == config["loop"]["epochs_done"] == 1
+    assert config["loop"]["requested_epochs"] == 50

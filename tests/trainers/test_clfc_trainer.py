@@ -143,3 +143,16 @@ def test_corrupt_normal_checkpoint_is_one_line(tmp_path: Path) -> None:
     assert "is not a readable normal-appearance checkpoint" in message
     assert "\n" not in message
     assert not (preparation.fold_folder / "normal_model.json").exists()
+
+
+def test_save_attention_needs_clfc_with_its_reference() -> None:
+    from tumorseg.reporting.attention import check_attention_trainer
+
+    context = tiny_context("2.5d")
+    check_attention_trainer(build_trainer("clfc", context))
+    for trainer in (
+        build_trainer("default", context),
+        build_trainer("clfc", context, {"reference": False}),
+    ):
+        with pytest.raises(TumorsegError, match="--save-attention shows the attention maps"):
+            check_attention_trainer(trainer)

@@ -16,7 +16,7 @@ import numpy as np
 
 from tumorseg.evaluation.statistics import compare_summaries, read_summary
 
-REGIONS = ("whole_tumor", "tumor_core", "enhancing_tumor")
+REGIONS = ("WT", "TC", "ET")  # tumorseg evaluate --regions brats
 
 
 def variant(run_folder: Path) -> str:

@@ -15,7 +15,7 @@ ID=611
 STEPS=(--epochs 8 --iterations-per-epoch 25 --val-iterations 5 --batch-size 4)
 COMMON=(--device cpu -np 0)
 
-[ -d "$WORK/raw/Dataset${ID}_Synth" ] || tumorseg synth --id $ID --cases 15 --healthy 8 --seed 1 -np 2
+[ -d "$WORK/raw/Dataset${ID}_Synth" ] || tumorseg synth --id $ID --cases 15 --healthy 8 --seed 1 --difficulty basic -np 2
 [ -f "$WORK/pre/Dataset${ID}_Synth/tumorsegPlans.json" ] || tumorseg plan $ID -np 2 --device cpu
 tumorseg train-normal $ID --epochs 6 --iterations-per-epoch 25 --device cpu --resume
 

@@ -1,32 +1,41 @@
-"""Sliding-window inference: tumorseg vs nnU-Net v2, same volumes, network, machine and run.
+"""Sliding-window inference with the plans' full network: tumorseg's backends vs nnU-Net v2.
 
-Both sides get the same preprocessed volume (C, Z, Y, X), the same U-Net topology (tumorseg's
-``UNet`` and nnU-Net's ``PlainConvUNet`` built from one ``NetworkTopology``, random weights: speed
-does not depend on them), the same patch, step 0.5, Gaussian weighting and, when on, mirroring
-over all three axes. Timed: ``sliding_window_predict`` vs
-``nnUNetPredictor.predict_sliding_window_return_logits`` (CPU, float32 on both sides).
+One process, one run. Both tools get the same preprocessed volume ``(C, Z, Y, X)`` (z-scored
+inside the brain, cropped to the non-zero box as both pipelines crop), the same U-Net topology
+as planned for the data (``derive_topology``: 32-320 features, 5 stages / 80 x 96 x 80 at 2 mm,
+6 stages / 128^3 at 1 mm; tumorseg's ``UNet`` and nnU-Net's ``PlainConvUNet``, random weights:
+speed does not depend on them), step 0.5, Gaussian weighting and, with TTA, all 8 mirrors.
+Timed: ``sliding_window_predict`` with each backend vs
+``nnUNetPredictor.predict_sliding_window_return_logits`` (nnU-Net's CPU path: float32, one tile
+per forward pass). The tools run alternately (A B C, then C B A ...) and the tables quote medians.
 
-Volumes: a 2 mm synthetic subject (``tumorseg synth`` anatomy) and a 1 mm BraTS grid (the real
-BraTS 2023 sample case of ``../shared/data`` when present, else a synthetic 1 mm subject padded to
-240 x 240 x 155), each z-scored inside the non-zero region.
+Tools: ``tumorseg`` (what ``tumorseg predict`` runs by default: the optimised network copy,
+precision ``auto``, tile batch chosen from memory and measured throughput), ``tumorseg-fp32``
+(same, float32), ``openvino`` (``--backend openvino``, precision ``auto``), ``onnxruntime``
+(``--backend onnxruntime``, float32), ``nnunet``.
 
-Also reported: the convolution FLOPs actually executed (counted with hooks on one forward pass,
-times the forwarded tiles and mirrors), the achieved FLOP rate, and that rate as a fraction of the
-machine's measured peak (best of a large float32 matmul and a large conv3d on this CPU).
+Also reported, measured in the same run: the machine's peaks (float32 and bf16 matmul, conv3d in
+both layouts), the convolution FLOPs executed (hooks on one forward pass x inputs forwarded),
+their rate over the whole sliding window and over the forward passes alone, as a fraction of the
+measured conv3d peak of the precision used, the peak RSS increase, and how far the bf16 and
+ONNX outputs are from tumorseg's float32 output (max probability difference; Dice per region of
+the thresholded outputs, i.e. label agreement).
 
-Run (an environment with nnunetv2 and tumorseg, e.g. /work/nnunet-venv)::
+Run (tumorseg with ``[onnx,openvino]`` and nnunetv2 in one environment)::
 
     python benchmarks/predict_vs_nnunet.py --json predict_bench.json
+
+``--parts`` picks among 2mm, 2mm-tta, 1mm, 1mm-tta (default: all but 1mm-tta, about 20 minutes
+on an idle 2-core CPU); ``--tools`` and ``--repeats`` narrow it further.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
-import threading
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,35 +44,45 @@ from typing import Any
 
 import numpy as np
 import torch
+from bench_support import PeakRSS, conv_flops, cpu_name, measured_peaks, region_agreement
 from torch import nn
 
+from tumorseg.inference.backends import onnxruntime_logits, openvino_logits
+from tumorseg.inference.onnx_export import export_onnx
 from tumorseg.inference.optimize import predict_logits_function
+from tumorseg.inference.precision import Precision, resolve_precision
 from tumorseg.inference.sliding_window import sliding_window_predict, tile_starts
-from tumorseg.networks.topology import NetworkTopology
+from tumorseg.inference.tile_batch import (
+    MAX_BATCH_3D,
+    available_memory_bytes,
+    bytes_per_input,
+    choose_tile_batch,
+    memory_cap,
+)
 from tumorseg.networks.unet import UNet
+from tumorseg.planning.topology import derive_topology
 
 SHARED_BRATS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "brats2023_gli_case"
+PARTS = {
+    # name: (volume, TTA, default tools)
+    "2mm": ("2mm", False, "tumorseg,tumorseg-fp32,openvino,onnxruntime,nnunet"),
+    "2mm-tta": ("2mm", True, "tumorseg,openvino,nnunet"),
+    "1mm": ("1mm", False, "tumorseg,openvino,nnunet"),
+    "1mm-tta": ("1mm", True, "tumorseg,openvino"),
+}
+PATCH = {"2mm": (80, 96, 80), "1mm": (128, 128, 128)}
 
 
 class _PlainTrainer:
-    """The one trainer method the predictor calls, for a bare network."""
+    """The trainer methods the inference code calls, for a bare network."""
+
+    output_activation = "sigmoid"
 
     def predict_logits(self, network: nn.Module, images: torch.Tensor) -> torch.Tensor:
         return network(images)
 
 
-def topology_for(patch: int, base: int, cap: int) -> NetworkTopology:
-    """Isotropic plan-style topology: stride 2 until the feature map is 4 voxels."""
-    stages = 1
-    while patch // 2**stages >= 4:
-        stages += 1
-    features = tuple(min(base * 2**i, cap) for i in range(stages))
-    return NetworkTopology(
-        "unet", features, ((3, 3, 3),) * stages, ((1, 1, 1),) + ((2, 2, 2),) * (stages - 1)
-    )
-
-
-def nnunet_network(topology: NetworkTopology, in_channels: int, out_channels: int) -> nn.Module:
+def nnunet_network(topology: Any, in_channels: int, out_channels: int) -> nn.Module:
     from dynamic_network_architectures.architectures.unet import PlainConvUNet
 
     n = topology.n_stages
@@ -86,132 +105,76 @@ def nnunet_network(topology: NetworkTopology, in_channels: int, out_channels: in
     ).eval()
 
 
-def zscore(images: list[np.ndarray]) -> torch.Tensor:
+def _zscore_cropped(images: list[np.ndarray]) -> torch.Tensor:
     mask = np.any(np.stack(images) != 0, axis=0)
+    box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(mask))
     out = []
     for image in images:
         image = image.astype(np.float32)
         values = image[mask]
-        out.append(np.where(mask, (image - values.mean()) / max(values.std(), 1e-8), 0))
+        out.append(np.where(mask, (image - values.mean()) / max(values.std(), 1e-8), 0)[box])
     return torch.from_numpy(np.stack(out).astype(np.float32))
 
 
-def volume_2mm() -> tuple[torch.Tensor, str]:
-    from tumorseg.data.synthetic.case import generate_case
+def load_volume(name: str) -> tuple[torch.Tensor, str]:
+    if name == "2mm":
+        from tumorseg.data.synthetic.case import generate_case
 
-    case = generate_case(0, 2.0, tumour=False)
-    return zscore(list(case.images)), "synthetic subject, 2 mm (tumorseg synth anatomy)"
+        case = generate_case(0, 2.0, tumour=True)
+        return _zscore_cropped(list(case.images)), "synthetic glioma case, 2 mm (tumorseg synth)"
+    if not SHARED_BRATS.is_dir():
+        raise SystemExit(f"{SHARED_BRATS} not found: run without the 1mm parts")
+    from tumorseg.data.io import read_image
 
-
-def volume_1mm() -> tuple[torch.Tensor, str]:
-    if SHARED_BRATS.is_dir():
-        from tumorseg.data.io import read_image
-
-        images = [read_image(SHARED_BRATS / f"{m}.nii.gz")[0] for m in ("t1n", "t1c", "t2w", "t2f")]
-        return zscore(images), "BraTS 2023 sample case BraTS-GLI-00001-000, 1 mm, full grid"
-    from tumorseg.data.synthetic.case import generate_case
-
-    case = generate_case(0, 1.0, tumour=False)
-    grid = np.zeros((4, 155, 240, 240), np.float32)
-    data = zscore(list(case.images)).numpy()
-    box = tuple(slice(0, min(s, g)) for s, g in zip(data.shape[1:], grid.shape[1:], strict=True))
-    grid[(slice(None), *box)] = data[(slice(None), *box)]
-    return torch.from_numpy(grid), "synthetic subject, 1 mm, padded to 240 x 240 x 155"
+    images = [read_image(SHARED_BRATS / f"{m}.nii.gz")[0] for m in ("t1n", "t1c", "t2w", "t2f")]
+    return _zscore_cropped(images), "BraTS 2023 case BraTS-GLI-00001-000, 1 mm, brain box"
 
 
-def conv_flops(network: nn.Module, patch: tuple[int, ...], in_channels: int) -> int:
-    """Multiply-add FLOPs (2 per MAC) of all (transposed) convolutions in one forward pass."""
-    total = 0
+class Tools:
+    """The logits functions of every tool for one network, built (and warmed up) once, as
+    ``tumorseg predict`` builds them once per fold; ``setup_seconds`` records that cost."""
 
-    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        nonlocal total
-        kernel = int(np.prod(module.kernel_size))
-        if isinstance(module, nn.ConvTranspose3d):
-            total += 2 * inputs[0].numel() * module.out_channels * kernel // module.groups
-        else:
-            total += 2 * output.numel() * (module.in_channels // module.groups) * kernel
-
-    handles = [
-        m.register_forward_hook(hook)
-        for m in network.modules()
-        if isinstance(m, nn.Conv3d | nn.ConvTranspose3d)
-    ]
-    with torch.inference_mode():
-        network(torch.zeros(1, in_channels, *patch))
-    for h in handles:
-        h.remove()
-    return total
-
-
-def measured_peak_gflops() -> dict[str, float]:
-    """Best-of-3 float32 throughput of a 2048^2 matmul and a 32->32 channel 3^3 conv3d on 48^3."""
-    results = {}
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    torch.mm(a, b)
-    best = min(_timed(lambda: torch.mm(a, b)) for _ in range(3))
-    results["matmul_2048"] = 2 * 2048**3 / best / 1e9
-    conv = nn.Conv3d(32, 32, 3, padding=1, bias=False).eval()
-    x = torch.randn(1, 32, 48, 48, 48)
-    with torch.inference_mode():
-        conv(x)
-        best = min(_timed(lambda: conv(x)) for _ in range(3))
-    results["conv3d_32ch_48^3"] = 2 * 32 * 32 * 27 * 48**3 / best / 1e9
-    return results
-
-
-def _timed(fn: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+    def __init__(self, net: nn.Module, patch: tuple[int, ...], channels: int, names: list[str]):
+        self.net, self.patch, self.names = net, patch, names
+        self.input_shape = (channels, *patch)
+        self.functions: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
+        self.batch: dict[str, int] = {}
+        self.precision: dict[str, str] = {}
+        self.setup_seconds: dict[str, float] = {}
+        auto = resolve_precision(Precision.AUTO)
+        graph = None
+        threads = torch.get_num_threads()
+        for name in names:
+            start = time.perf_counter()
+            if name in ("tumorseg", "tumorseg-fp32"):
+                precision = auto if name == "tumorseg" else Precision.FP32
+                function = predict_logits_function(
+                    _PlainTrainer(), net, self.input_shape, precision=precision, batch_size=1
+                )
+            elif name in ("openvino", "onnxruntime"):
+                graph = graph or export_onnx(_PlainTrainer(), net, self.input_shape)
+                precision = auto if name == "openvino" else Precision.FP32
+                function = (
+                    openvino_logits(graph, threads, precision)
+                    if name == "openvino"
+                    else onnxruntime_logits(graph, threads)
+                )
+            else:
+                continue
+            cap = memory_cap(
+                bytes_per_input(patch, net.topology, channels, 3),
+                available_memory_bytes(),
+                MAX_BATCH_3D,
+            )
+            self.batch[name] = choose_tile_batch(function, self.input_shape, cap)
+            self.functions[name] = function
+            self.precision[name] = precision.value
+            self.setup_seconds[name] = round(time.perf_counter() - start, 1)
+        self.precision["nnunet"] = "fp32"
+        self.batch["nnunet"] = 1
 
 
-class PeakRSS:
-    """Peak resident memory of this process during a block (Linux; sampled every 5 ms and the
-    kernel's high-water mark reset through /proc/self/clear_refs where permitted)."""
-
-    def __enter__(self) -> PeakRSS:
-        with contextlib.suppress(OSError):
-            Path("/proc/self/clear_refs").write_text("5")
-        self.start = self.peak = _rss()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.005):
-            self.peak = max(self.peak, _rss())
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss())
-
-
-def _rss() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def run_tumorseg(
-    net: nn.Module, image: torch.Tensor, patch: tuple[int, ...], tta: bool, tile_batch_size: int
-) -> torch.Tensor:
-    return sliding_window_predict(
-        net,
-        image,
-        patch,
-        step_size=0.5,
-        tile_batch_size=tile_batch_size,
-        mirror_axes=(0, 1, 2) if tta else (),
-        activation="sigmoid",
-    )
-
-
-def run_nnunet(
-    net: nn.Module, image: torch.Tensor, patch: tuple[int, ...], tta: bool
-) -> torch.Tensor:
+def run_nnunet(net: nn.Module, image: torch.Tensor, patch: tuple[int, ...], tta: bool) -> Any:
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
     predictor = nnUNetPredictor(
@@ -232,159 +195,198 @@ def run_nnunet(
     return predictor.predict_sliding_window_return_logits(image)
 
 
-def bench_volume(
-    name: str, image: torch.Tensor, patch: int, base: int, cap: int, args: argparse.Namespace
-) -> list[dict[str, Any]]:
-    topology = topology_for(patch, base, cap)
+def forward_rates(tools: Tools, theirs: nn.Module, flops: int, repeats: int) -> dict[str, float]:
+    """GFLOP/s of the forward passes alone at each tool's batch size (median of ``repeats``
+    alternating timings)."""
+    times: dict[str, list[float]] = {n: [] for n in tools.names}
+    generator = torch.Generator().manual_seed(1)
+    for repeat in range(repeats):
+        order = tools.names if repeat % 2 == 0 else tools.names[::-1]
+        for name in order:
+            batch = tools.batch[name]
+            x = torch.randn(batch, *tools.input_shape, generator=generator)
+            function = tools.functions.get(name, theirs)
+            with torch.inference_mode():
+                start = time.perf_counter()
+                function(x)
+                times[name].append((time.perf_counter() - start) / batch)
+    return {n: round(flops / statistics.median(t) / 1e9, 1) for n, t in times.items()}
+
+
+def part_tools(part: str, args: argparse.Namespace) -> list[str]:
+    return (args.tools or PARTS[part][2]).split(",")
+
+
+def prepare_volume(volume_name: str, names: list[str], args: argparse.Namespace) -> dict:
+    """The volume, both networks, every tool's function and the forward-pass rates."""
+    image, label = load_volume(volume_name)
+    patch = PATCH[volume_name]
+    spacing = 2.0 if volume_name == "2mm" else 1.0
+    topology, _ = derive_topology((spacing,) * 3, patch, max_features=320, max_pools=6)
     torch.manual_seed(0)
     ours = UNet(image.shape[0], 3, topology, 3, deep_supervision=False).eval()
     theirs = nnunet_network(topology, image.shape[0], 3)
-    patch3 = (patch,) * 3
-    flops = conv_flops(ours, patch3, image.shape[0])
-    padded = [max(s, patch) for s in image.shape[1:]]
-    n_tiles = int(np.prod([len(tile_starts(s, patch, 0.5)) for s in padded]))
-    calls: list[int] = []
-    start = time.perf_counter()
-    # `tumorseg predict --traced`: the traced, frozen, verified graph (built once per fold when
-    # the model is loaded, so not part of the per-case time). The default is the eager network.
-    traced = predict_logits_function(
-        _PlainTrainer(), ours, (image.shape[0], *patch3), batch_size=args.tile_batch_size
-    )
-    build_seconds = time.perf_counter() - start
-    functions = {"tumorseg": ours, "tumorseg-traced": traced}
+    tools = Tools(ours, patch, image.shape[0], names)
+    flops = conv_flops(ours, patch, image.shape[0])
+    rates = forward_rates(tools, theirs, flops, args.forward_repeats)
+    starts = [
+        len(tile_starts(max(s, p), p, 0.5)) for s, p in zip(image.shape[1:], patch, strict=True)
+    ]
+    return {
+        "image": image,
+        "label": label,
+        "patch": patch,
+        "topology": topology,
+        "tools": tools,
+        "theirs": theirs,
+        "flops": flops,
+        "rates": rates,
+        "tiles": int(np.prod(starts)),
+    }
 
-    def counting(tool: str) -> Callable[[torch.Tensor], torch.Tensor]:
-        def forward(x: torch.Tensor) -> torch.Tensor:
-            calls.append(x.shape[0])
-            return functions[tool](x)
 
-        return forward
-
-    with torch.inference_mode():  # warm-up: oneDNN builds its kernels on the first call
-        ours(torch.zeros(1, image.shape[0], *patch3))
-        theirs(torch.zeros(1, image.shape[0], *patch3))
-    rows = []
-    for tta in (False, True):
-        mirrors = 8 if tta else 1
-        if tta not in args.tta:
-            continue
-        tools = [t for t in ("tumorseg", "nnunet", "tumorseg-traced") if t in args.tools]
-        for repeat in range(args.repeats):
-            for tool in tools if repeat % 2 == 0 else tools[::-1]:
-                calls.clear()
-                with PeakRSS() as memory:
-                    start = time.perf_counter()
-                    if tool.startswith("tumorseg"):
-                        run_tumorseg(counting(tool), image, patch3, tta, args.tile_batch_size)
-                    else:
-                        run_nnunet(theirs, image, patch3, tta)
-                    seconds = time.perf_counter() - start
-                forwarded = sum(calls) if tool.startswith("tumorseg") else n_tiles * mirrors
-                row = {
-                    "volume": name,
-                    "shape": list(image.shape),
-                    "patch": patch,
-                    "features": list(topology.features_per_stage),
-                    "tta": tta,
-                    "tool": tool,
-                    "repeat": repeat,
-                    "seconds": round(seconds, 2),
-                    "tiles": n_tiles,
-                    "tile_forwards": forwarded,
-                    "peak_rss_mb": round(memory.peak / 2**20),
-                    "rss_increase_mb": round((memory.peak - memory.start) / 2**20),
-                    "gflop_per_tile_forward": round(flops / 1e9, 2),
-                    "achieved_gflops": round(flops * forwarded / seconds / 1e9, 2),
-                    "load_avg_1min": round(os.getloadavg()[0], 2),
-                    "graph_build_seconds": round(build_seconds, 2),
-                }
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-    return rows
+def bench_part(part: str, prepared: dict, args: argparse.Namespace) -> list[dict]:
+    volume_name, tta, _ = PARTS[part]
+    names = part_tools(part, args)
+    image, label, patch = prepared["image"], prepared["label"], prepared["patch"]
+    tools, theirs, flops, rates = (prepared[k] for k in ("tools", "theirs", "flops", "rates"))
+    topology, n_tiles = prepared["topology"], prepared["tiles"]
+    mirrors = 8 if tta else 1
+    repeats = args.tta_repeats if tta else args.repeats
+    if volume_name == "1mm":
+        repeats = min(repeats, args.repeats_1mm)
+    rows, outputs = [], {}
+    for repeat in range(repeats):
+        for name in names if repeat % 2 == 0 else names[::-1]:
+            with PeakRSS() as memory:
+                start = time.perf_counter()
+                if name == "nnunet":
+                    out = torch.sigmoid(run_nnunet(theirs, image, patch, tta).float())
+                else:
+                    out = sliding_window_predict(
+                        tools.functions[name],
+                        image,
+                        patch,
+                        tile_batch_size=tools.batch[name],
+                        mirror_axes=(0, 1, 2) if tta else (),
+                    )
+                seconds = time.perf_counter() - start
+            outputs.setdefault(name, out)
+            precision = tools.precision[name]
+            executed = flops * n_tiles * mirrors
+            row = {
+                "part": part,
+                "volume": label,
+                "shape": list(image.shape),
+                "patch": list(patch),
+                "features": list(topology.features_per_stage),
+                "tta": tta,
+                "tool": name,
+                "precision": precision,
+                "tile_batch": tools.batch[name],
+                "repeat": repeat,
+                "seconds": round(seconds, 2),
+                "tiles": n_tiles,
+                "gflop_per_tile_forward": round(flops / 1e9, 1),
+                "achieved_gflops": round(executed / seconds / 1e9, 1),
+                "forward_gflops": rates[name],
+                "setup_seconds": tools.setup_seconds.get(name, 0.0),
+                "peak_rss_increase_mb": round((memory.peak - memory.start) / 2**20),
+                "load_avg_1min": round(os.getloadavg()[0], 2),
+            }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    reference = outputs.get("tumorseg-fp32")
+    agreement = {}
+    for name, out in outputs.items():
+        # nnU-Net's network has its own random weights: its output is not comparable.
+        if reference is not None and name not in ("tumorseg-fp32", "nnunet"):
+            agreement[name] = {
+                "max_probability_difference": round(float((out - reference).abs().max()), 5),
+                "label_dice_vs_tumorseg_fp32": region_agreement(out.numpy(), reference.numpy()),
+            }
+    return [*rows, {"part": part, "agreement": agreement}] if agreement else rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--patch-2mm", type=int, default=64)
-    parser.add_argument("--base-2mm", type=int, default=8, help="first-stage features, 2 mm")
-    parser.add_argument("--cap-2mm", type=int, default=64, help="feature cap, 2 mm")
-    parser.add_argument("--patch-1mm", type=int, default=128)
-    parser.add_argument("--base-1mm", type=int, default=4, help="first-stage features, 1 mm")
-    parser.add_argument("--cap-1mm", type=int, default=32, help="feature cap, 1 mm")
-    parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--tile-batch-size", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--skip-1mm", action="store_true")
-    parser.add_argument("--skip-2mm", action="store_true")
     parser.add_argument(
-        "--tools",
-        default="tumorseg,nnunet,tumorseg-traced",
-        help="comma list of tumorseg, nnunet, tumorseg-traced",
+        "--parts", default="2mm,2mm-tta,1mm", help=f"comma list of {', '.join(PARTS)}"
     )
-    parser.add_argument("--tta", default="off,on", help="comma list of off, on")
+    parser.add_argument("--tools", default=None, help="comma list (default: per part)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per tool without TTA")
+    parser.add_argument("--tta-repeats", type=int, default=2, help="runs per tool with TTA")
+    parser.add_argument(
+        "--repeats-1mm", type=int, default=2, help="at most this many runs per tool at 1 mm"
+    )
+    parser.add_argument("--forward-repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    args.tools = args.tools.split(",")
-    args.tta = [t == "on" for t in args.tta.split(",")]
     torch.set_num_threads(args.threads)
-    peak = measured_peak_gflops()
+    started = time.perf_counter()
     machine = {
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "measured_peak_gflops": {k: round(v, 1) for k, v in peak.items()},
+        "precision_auto": resolve_precision(Precision.AUTO).value,
         "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
     }
+    machine["measured_peak_gflops"] = measured_peaks()
     print(json.dumps(machine), flush=True)
-    rows = []
-    if not args.skip_2mm:
-        image, label = volume_2mm()
-        rows += bench_volume(label, image, args.patch_2mm, args.base_2mm, args.cap_2mm, args)
-    if not args.skip_1mm:
-        image, label = volume_1mm()
-        rows += bench_volume(label, image, args.patch_1mm, args.base_1mm, args.cap_1mm, args)
-    best = max(peak.values())
+    rows: list[dict] = []
+    parts = args.parts.split(",")
+    prepared: dict[str, dict] = {}
+    for part in parts:
+        volume = PARTS[part][0]
+        if volume not in prepared:
+            names = list(
+                dict.fromkeys(
+                    n for p in parts if PARTS[p][0] == volume for n in part_tools(p, args)
+                )
+            )
+            prepared[volume] = prepare_volume(volume, names, args)
+        rows += bench_part(part, prepared[volume], args)
+    peaks = machine["measured_peak_gflops"]
     for row in rows:
-        row["fraction_of_peak"] = round(row["achieved_gflops"] / best, 3)
+        if "tool" in row:
+            peak = peaks["conv3d_bf16"] if row["precision"] == "bf16" else peaks["conv3d_fp32"]
+            row["fraction_of_conv_peak"] = round(row["achieved_gflops"] / peak, 3)
+            row["forward_fraction_of_conv_peak"] = round(row["forward_gflops"] / peak, 3)
     machine["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    print_table(rows)
+    machine["total_seconds"] = round(time.perf_counter() - started)
+    print_table(rows, peaks)
     if args.json is not None:
         args.json.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
 
 
-def _cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
-def print_table(rows: list[dict[str, Any]]) -> None:
+def print_table(rows: list[dict], peaks: dict[str, float]) -> None:
+    print(f"\nmeasured peaks GFLOP/s: {peaks}\n")
     print(
-        "| volume | shape | patch / features | TTA | tumorseg s | tumorseg --traced s | "
-        "nnU-Net s | ratio | "
-        "tumorseg GFLOP/s (peak frac.) | RSS increase MB tumorseg / nnU-Net |"
+        "| part | tool | precision | tile batch | s / case (median) | ratio to nnU-Net | "
+        "GFLOP/s sliding window | forward GFLOP/s (of conv peak) | RSS increase MB |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    keys = sorted({(r["volume"], r["tta"]) for r in rows}, key=lambda k: (k[0], k[1]))
-    for volume, tta in keys:
-        sel = [r for r in rows if r["volume"] == volume and r["tta"] == tta]
-        ours = [r for r in sel if r["tool"] == "tumorseg"]
-        traced = [r["seconds"] for r in sel if r["tool"] == "tumorseg-traced"]
-        theirs = [r for r in sel if r["tool"] == "nnunet"]
-        t_ours = min(r["seconds"] for r in ours)
-        t_theirs = min(r["seconds"] for r in theirs) if theirs else float("nan")
-        best = min(ours, key=lambda r: r["seconds"])
-        print(
-            f"| {volume} | {'x'.join(map(str, best['shape'][1:]))} | {best['patch']}^3 / "
-            f"{best['features']} | {'on' if tta else 'off'} | {t_ours:.1f} | "
-            f"{f'{min(traced):.1f}' if traced else '-'} | {t_theirs:.1f} | "
-            f"{t_ours / t_theirs:.2f} | {best['achieved_gflops']:.1f} "
-            f"({best['fraction_of_peak']:.0%}) | {max(r['rss_increase_mb'] for r in ours)} / "
-            f"{max((r['rss_increase_mb'] for r in theirs), default=0)} |"
-        )
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for part in dict.fromkeys(r["part"] for r in rows):
+        timed = [r for r in rows if r["part"] == part and "tool" in r]
+        theirs = [r["seconds"] for r in timed if r["tool"] == "nnunet"]
+        for tool in dict.fromkeys(r["tool"] for r in timed):
+            sel = [r for r in timed if r["tool"] == tool]
+            median = statistics.median(r["seconds"] for r in sel)
+            ratio = f"{median / statistics.median(theirs):.2f}" if theirs else "-"
+            first = sel[0]
+            print(
+                f"| {part} | {tool} | {first['precision']} | {first['tile_batch']} | {median:.1f} "
+                f"({len(sel)} runs) | {ratio} | "
+                f"{statistics.median(r['achieved_gflops'] for r in sel):.0f} | "
+                f"{first['forward_gflops']:.0f} ({first['forward_fraction_of_conv_peak']:.0%}) | "
+                f"{max(r['peak_rss_increase_mb'] for r in sel)} |"
+            )
+    for row in rows:
+        if "agreement" in row:
+            print(f"\n{row['part']} agreement with tumorseg-fp32: {json.dumps(row['agreement'])}")
 
 
 if __name__ == "__main__":

@@ -101,6 +101,12 @@ def make_dataset(raw: Path, key: str, source: str) -> tuple[Path, str]:
         )
         if "--spacing" in help_text.stdout:
             folder = next(raw.glob(f"Dataset{dataset_id}_*"), None)
+            if (
+                folder is not None
+                and '"difficulty": "realistic"' not in (folder / "dataset.json").read_text()
+            ):
+                shutil.rmtree(folder)  # made by an earlier, basic-data version of this script
+                folder = None
             if folder is None:
                 subprocess.run(
                     [
@@ -114,6 +120,8 @@ def make_dataset(raw: Path, key: str, source: str) -> tuple[Path, str]:
                         str(n),
                         "--spacing",
                         str(spacing),
+                        "--difficulty",
+                        "realistic",
                     ],
                     check=True,
                 )

@@ -1,11 +1,12 @@
 """Training: ``tumorseg train`` (default trainer) vs nnU-Net v2's ``nnUNetTrainer``, side by side.
 
-Both tools get the same synthetic raw dataset (``tumorseg synth``, 2 mm), the same patch size,
-batch size and network (4-stage U-Net, 16-32-64-128 features, 3x3x3 kernels, instance norm,
-leaky ReLU, deep supervision, sigmoid regions WT/TC/ET, Dice + BCE, SGD Nesterov 0.99, poly LR),
-the same number of data-augmentation processes, the same epoch length and the same wall-clock
-training budget, on the CPU, one after the other. Each tool plans and preprocesses with its own
-pipeline; the plans of both are then edited to the same patch / batch / topology.
+Both tools get the same synthetic raw dataset (``tumorseg synth --difficulty realistic``, 2 mm),
+the same patch size, batch size and network (4-stage U-Net, 16-32-64-128 features, 3x3x3
+kernels, instance norm, leaky ReLU, deep supervision, sigmoid regions WT/TC/ET, Dice + BCE,
+SGD Nesterov 0.99, poly LR), the same number of data-augmentation processes, the same epoch
+length and the same wall-clock training budget, on the CPU, one after the other. Each tool
+plans and preprocesses with its own pipeline; the plans of both are then edited to the same
+patch / batch / topology.
 
 nnU-Net gets a budget-sized subclass (defined below): after every epoch it refits its number
 of epochs to the remaining budget, exactly like ``tumorseg train --time-budget``, so both LR
@@ -60,7 +61,8 @@ def _run(command: list[str], env: dict[str, str], log: Path) -> float:
 def make_data(work: Path, n_train: int, n_test: int, env: dict[str, str], log: Path) -> Path:
     """A synthetic raw dataset with ``n_train`` training and ``n_test`` held-out cases."""
     raw = work / "raw"
-    folders = list(raw.glob(f"Dataset{DATASET_ID}_*"))
+    # A dataset left by an earlier run is reused only if it holds the realistic data.
+    folders = [f for f in raw.glob(f"Dataset{DATASET_ID}_*") if _synth_difficulty(f) == "realistic"]
     if folders and (folders[0] / "labelsTs").is_dir():
         return folders[0]
     if not folders or len(list((folders[0] / "labelsTr").glob("*.nii.gz"))) != n_train + n_test:
@@ -76,6 +78,8 @@ def make_data(work: Path, n_train: int, n_test: int, env: dict[str, str], log: P
                 "2",
                 "--seed",
                 "0",
+                "--difficulty",
+                "realistic",
                 "-np",
                 "2",
                 "--force",
@@ -97,6 +101,12 @@ def make_data(work: Path, n_train: int, n_test: int, env: dict[str, str], log: P
     dataset["numTraining"] = n_train
     (folder / "dataset.json").write_text(json.dumps(dataset, indent=2))
     return folder
+
+
+def _synth_difficulty(folder: Path) -> str | None:
+    """The generator a ``tumorseg synth`` dataset was made with (None for other datasets)."""
+    dataset = json.loads((folder / "dataset.json").read_text())
+    return dataset.get("synthetic", {}).get("difficulty")
 
 
 # ---- tumorseg ----

@@ -76,5 +76,14 @@ class Device(str, Enum):
     MPS = "mps"
 
 
+class MissingModality(str, Enum):
+    """What ``predict`` does when a case lacks a channel the run reads."""
+
+    # Stop the case with one line naming the channel: a silent fill would hide a wrong input.
+    ERROR = "error"
+    # Give the network the value it sees for "no signal" (0 after normalisation) and record it.
+    ZERO = "zero"
+
+
 DEFAULT_PLANS_NAME = "tumorsegPlans"
 NUM_FOLDS = 5

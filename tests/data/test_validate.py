@@ -84,7 +84,7 @@ def _bad_target(ds: Path) -> None:
         ),
         (
             lambda ds: _rewrite(ds / "imagesTr" / f"{CASE}_0000.nii.gz", _set_nan),
-            f"{CASE}_0000.nii.gz: 1 NaN/Inf voxels; fix or re-export the image",
+            f"{CASE}_0000.nii.gz: contains 1 NaN/Inf voxels; fix or re-export the image",
         ),
         (_truncate, f"{CASE}_0001.nii.gz: is truncated or corrupt"),
         (_other_spacing, f"{CASE}_0002.nii.gz: geometry differs from {CASE}_0000.nii.gz (spacing"),

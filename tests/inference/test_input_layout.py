@@ -62,10 +62,11 @@ def test_case_folders_map_to_the_dataset_channel_order(tmp_path: Path) -> None:
     assert [p.name for p in cases["BraTS2021_00002"].images if p][
         1
     ] == "BraTS2021_00002_t1ce.nii.gz"
-    problem = cases["incomplete"].problem
-    assert problem is not None
-    assert "missing channel(s) 0001 (T1c)" in problem
-    assert "a_t2.nii.gz, b_t2w.nii.gz" in problem
+    # An absent channel is the predictor's call (the run may not read it); two files for one
+    # channel make the case unreadable.
+    assert cases["incomplete"].missing == (1,)
+    assert cases["incomplete"].problem == "channel 0002 (T2) matches a_t2.nii.gz, b_t2w.nii.gz"
+    assert first.missing == ()
 
 
 def test_raw_convention_cases(tmp_path: Path) -> None:
@@ -73,8 +74,8 @@ def test_raw_convention_cases(tmp_path: Path) -> None:
     _touch(tmp_path, *(f"c1_{i:04d}.nii.gz" for i in range(4)), "c2_0000.nii.gz", ".c3_0000.nii.gz")
     cases = find_input_cases(tmp_path, dj)
     assert [c.case_id for c in cases] == ["c1", "c2"]
-    assert cases[0].problem is None
-    assert cases[1].problem == "missing channel(s) 0001 (T1c), 0002 (T2), 0003 (FLAIR)"
+    assert (cases[0].problem, cases[0].missing) == (None, ())
+    assert (cases[1].problem, cases[1].missing) == (None, (1, 2, 3))
 
 
 def test_empty_or_non_mri_inputs_are_one_line_errors(tmp_path: Path) -> None:

@@ -39,6 +39,18 @@ def tiny_plans() -> Plans:
         batch_size=2,
         topology=NetworkTopology("unet", (4, 8), (threes, threes), (ones, twos)),
     )
+    # A 2d configuration too, for the slice-wise trainers (msf).
+    config_2d = ConfigurationPlan(
+        name="2d",
+        data_identifier="tumorsegPlans_2d",
+        spatial_dims=2,
+        context_slices=0,
+        spacing=SPACING,
+        median_shape=SHAPE,
+        patch_size=(8, 8),
+        batch_size=2,
+        topology=NetworkTopology("unet", (4, 8), ((3, 3), (3, 3)), ((1, 1), (2, 2))),
+    )
     return Plans(
         schema_version=PLANS_SCHEMA_VERSION,
         plans_name="tumorsegPlans",
@@ -50,12 +62,21 @@ def tiny_plans() -> Plans:
         original_median_shape=SHAPE,
         memory_budget_gb=1.0,
         device="cpu",
-        configurations={"3d_fullres": config},
+        configurations={"3d_fullres": config, "2d": config_2d},
     )
 
 
-def write_tiny_run(results: Path, folds: tuple[int, ...] = (0,), run: str = RUN) -> Path:
-    """``RESULTS/Dataset001_Tiny/<run>`` with untrained default-trainer checkpoints."""
+def write_tiny_run(
+    results: Path,
+    folds: tuple[int, ...] = (0,),
+    run: str = RUN,
+    *,
+    trainer_name: str = "default",
+    configuration: str = "3d_fullres",
+    settings: dict[str, object] | None = None,
+) -> Path:
+    """``RESULTS/Dataset001_Tiny/<run>`` with untrained checkpoints of ``trainer_name`` (its
+    ``settings`` as ``--set`` would give them) for ``configuration``."""
     from tumorseg.trainers import build_trainer
     from tumorseg.trainers.base import TrainerContext
 
@@ -65,21 +86,21 @@ def write_tiny_run(results: Path, folds: tuple[int, ...] = (0,), run: str = RUN)
     run_folder.mkdir(parents=True)
     plans.write(run_folder / "plans.json")
     dataset.write(run_folder / "dataset.json")
-    config = plans.configurations["3d_fullres"]
+    config = plans.configurations[configuration]
     context = TrainerContext(plans, config, dataset, tuple(range(len(CHANNELS))))
     for fold in folds:
         torch.manual_seed(fold)
-        trainer = build_trainer("default", context)
+        trainer = build_trainer(trainer_name, context, settings)
         network = trainer.build_network()
         folder = run_folder / f"fold_{fold}"
         folder.mkdir()
         train_config = {
             "dataset_name": DATASET,
             "plans_name": "tumorsegPlans",
-            "configuration": "3d_fullres",
+            "configuration": configuration,
             "fold": fold,
-            "trainer": "default",
-            "trainer_settings": {},
+            "trainer": trainer_name,
+            "trainer_settings": dict(settings or {}),
             "loop": {},
             "channels": list(range(len(CHANNELS))),
             "output_activation": "sigmoid",

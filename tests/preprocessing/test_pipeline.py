@@ -129,3 +129,16 @@ def test_wrong_channel_count_is_an_error() -> None:
     plans, config = _plans((2, 2, 2), (20, 24, 24))
     with pytest.raises(TumorsegError, match="case has 2 channels"):
         preprocess_case(images[:2], geometry, plans, config, label)
+
+
+def test_a_channel_without_signal_reaches_the_network_as_zeros() -> None:
+    """``predict --missing-modality zero`` hands an absent channel over as zeros; after
+    cropping, normalisation and cubic resampling the network must see exactly 0 there, while
+    the other channels keep their z-scores (crop from the channels with signal)."""
+    images, _, geometry = _case()
+    plans, config = _plans((2, 2, 2), (20, 24, 24), target_spacing=(1.5, 2.5, 2.0))
+    full, _, _ = preprocess_case(images, geometry, plans, config)
+    images[2] = np.zeros_like(images[2])
+    data, _, _ = preprocess_case(images, geometry, plans, config)
+    assert not data[2].any()
+    np.testing.assert_array_equal(data[[0, 1, 3]], full[[0, 1, 3]])

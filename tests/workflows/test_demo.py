@@ -50,14 +50,22 @@ def test_demo_end_to_end_tiny(tmp_path: Path) -> None:
     )
     printed: list[str] = []
     report = run_demo(settings, echo=printed.append)
+    assert report == tmp_path / "demo" / "report" / "report.html"
     text = report.read_text()
-    assert "| WT |" in text or "whole" in text.lower()
     summary = json.loads((tmp_path / "demo" / "predictions" / "summary.json").read_text())
     assert len(summary["cases"]) == 2
     for region in summary["regions"]:
         dice = summary["aggregate"][region]["dice"]["mean"]
         assert 0.0 <= dice <= 1.0
-    assert len(list((tmp_path / "demo" / "report").glob("overlay_*.png"))) == 2
+    # The page is tumorseg report's: both held-out cases outlined (reference and prediction,
+    # three planes, four modalities), the fold's curves, the summary's means, the steps.
+    for case in summary["cases"]:
+        assert f"<h3>{case}</h3>" in text
+    assert text.count("data:image/png;base64,") == 2 * 3 * 2 * 4 + 1
+    wt = summary["aggregate"]["WT"]["dice"]
+    assert f"<td>{wt['mean']:.3f}</td><td>{wt['std']:.3f}</td><td>{wt['median']:.3f}</td>" in text
+    assert "training curves of fold all" in text
+    assert "<td>total (before this report)</td>" in text
     # Predictions are written in the synthetic dataset's source convention (BraTS 2021: 0/1/2/4).
     pred, _ = read_image(next((tmp_path / "demo" / "predictions").glob("*.nii.gz")))
     assert set(np.unique(pred)) <= {0, 1, 2, 4}
@@ -76,4 +84,4 @@ def test_demo_end_to_end_tiny(tmp_path: Path) -> None:
             assert entry["metrics"][region] == pytest.approx(values)
     # Each step prints the command line it stands for.
     commands = [line.split()[2] for line in printed if line.startswith("$ tumorseg ")]
-    assert commands == ["synth", "plan", "train", "predict", "evaluate"]
+    assert commands == ["synth", "plan", "train", "predict", "evaluate", "report"]

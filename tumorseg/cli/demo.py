@@ -12,7 +12,7 @@ from tumorseg.cli.common import TrainerOption, processes_option
 
 def demo(
     workdir: Annotated[
-        Path, typer.Option("--workdir", "-w", help="Folder for all demo data and the report.")
+        Path, typer.Option("--workdir", "-w", help="Folder for all demo data and the report page.")
     ] = Path("tumorseg_demo"),
     cases: Annotated[int, typer.Option("--cases", min=4, help="Synthetic cases to generate.")] = 24,
     held_out: Annotated[
@@ -35,10 +35,11 @@ def demo(
         bool, typer.Option("--tta", help="Predict with mirroring TTA (8x slower in 3D).")
     ] = False,
 ) -> None:
-    """Run the whole pipeline on the built-in synthetic data and write a Markdown report.
+    """Run the whole pipeline on the built-in synthetic data and write a report page.
 
     synth -> plan -> train (on a wall-clock budget) -> predict held-out cases -> evaluate ->
-    report with the metrics table and overlay PNGs. About 15 minutes on a 2-core CPU.
+    report (one HTML page: metrics table, training curves, overlays on every modality). About
+    15 minutes on a 2-core CPU.
     """
     from tumorseg.workflows.demo import DemoSettings, run_demo
 

@@ -24,13 +24,37 @@ from tumorseg.cli.common import (
     TrainerOption,
     resolve_device,
 )
-from tumorseg.constants import DEFAULT_PLANS_NAME
-from tumorseg.errors import TumorsegError
+from tumorseg.constants import DEFAULT_PLANS_NAME, MissingModality
 
 
 class Checkpoint(str, Enum):
     FINAL = "final"
     BEST = "best"
+
+
+class Backend(str, Enum):
+    """Mirrors ``tumorseg.inference.backends.Backend`` (that module imports torch)."""
+
+    TORCH = "torch"
+    ONNXRUNTIME = "onnxruntime"
+    OPENVINO = "openvino"
+
+
+class Precision(str, Enum):
+    """Mirrors ``tumorseg.inference.precision.Precision`` (that module imports torch)."""
+
+    AUTO = "auto"
+    FP32 = "fp32"
+    BF16 = "bf16"
+
+
+class ModelFormat(str, Enum):
+    TORCH = "torch"
+    ONNX = "onnx"
+
+
+#: Mirrors ``tumorseg.inference.onnx_export.ONNX_OPSET``.
+DEFAULT_ONNX_OPSET = 18
 
 
 RunOption = Annotated[
@@ -77,22 +101,44 @@ def predict(
         int | None, typer.Option("--num-threads", min=1, help="CPU threads for the network.")
     ] = None,
     tile_batch_size: Annotated[
-        int, typer.Option("--tile-batch-size", min=1, help="Tiles per forward pass.")
-    ] = 4,
-    traced: Annotated[
-        bool,
+        int,
         typer.Option(
-            "--traced",
-            help="CPU: run a traced, frozen graph of each network (verified equal to it); "
-            "faster when tiles are not batched (--tile-batch-size 1).",
+            "--tile-batch-size",
+            min=0,
+            help="Network inputs per forward pass (tiles and their mirrored versions); 0 chooses "
+            "it from free memory and measured throughput.",
         ),
-    ] = False,
+    ] = 0,
+    backend: Annotated[
+        Backend,
+        typer.Option(
+            "--backend",
+            help="Runtime of the networks: torch, onnxruntime or openvino (CPU; those two need "
+            "pip install 'tumorseg\\[onnx]' / 'tumorseg\\[openvino]').",
+        ),
+    ] = Backend.TORCH,
+    precision: Annotated[
+        Precision,
+        typer.Option(
+            "--precision",
+            help="CPU network precision: auto (bf16 where the CPU has native bf16 and it "
+            "measures faster, else fp32), fp32 or bf16. onnxruntime always runs fp32.",
+        ),
+    ] = Precision.AUTO,
     plans: PlansOption = DEFAULT_PLANS_NAME,
     run: RunOption = None,
     postprocessing: Annotated[
         Path | None,
         typer.Option("--postprocessing", help="Post-processing decision JSON to apply."),
     ] = None,
+    missing_modality: Annotated[
+        MissingModality,
+        typer.Option(
+            "--missing-modality",
+            help="A case lacking a channel the run reads: error (stop that case, naming the "
+            "channel) or zero (give the network no signal in it; recorded in prediction.json).",
+        ),
+    ] = MissingModality.ERROR,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     results: ResultsOption = DEFAULT_RESULTS,
 ) -> None:
@@ -128,17 +174,20 @@ def predict(
         tta=not no_tta,
         step_size=step,
         tile_batch_size=tile_batch_size,
-        optimize=traced,
+        backend=backend.value,
+        precision=precision.value,
         save_probabilities=save_probabilities,
         postprocessing=decision,
         progress=not quiet,
+        missing_modality=missing_modality,
     )
     typer.echo(
         f"{len(report.done)} predicted, {len(report.skipped)} already done, "
         f"{len(report.failed)} failed -> {output}"
     )
     if report.failed:
-        raise TumorsegError(f"{len(report.failed)} case(s) failed: {', '.join(report.failed)}")
+        # Each failed case has had its one error line; a summary error would be a second one.
+        raise typer.Exit(1)
 
 
 def ensemble(
@@ -180,16 +229,35 @@ def export_model(
     ] = None,
     plans: PlansOption = DEFAULT_PLANS_NAME,
     run: RunOption = None,
+    model_format: Annotated[
+        ModelFormat,
+        typer.Option(
+            "--format",
+            help="torch: checkpoints only; onnx: also each fold's network as ONNX, with the "
+            "preprocessing and sliding-window settings in the manifest (needs "
+            "pip install 'tumorseg\\[onnx]').",
+        ),
+    ] = ModelFormat.TORCH,
+    opset: Annotated[
+        int, typer.Option("--opset", min=17, help="ONNX opset of the exported graphs.")
+    ] = DEFAULT_ONNX_OPSET,
     results: ResultsOption = DEFAULT_RESULTS,
 ) -> None:
     """Write a trained run (plans, dataset.json, settings, checkpoints) as one zip to share."""
-    from tumorseg.inference.model_sharing import export_model as export
     from tumorseg.runs.locate import find_fold_folders
 
     names = [c.value for c in checkpoint] if checkpoint else ["final"]
     fold_paths = find_fold_folders(
         results.expanduser().resolve(), dataset, configuration, trainer, plans, run, folds, names[0]
     )
+    if model_format is ModelFormat.ONNX:
+        from tumorseg.inference.onnx_export import export_onnx_model
+
+        path = export_onnx_model(fold_paths[0].parent, fold_paths, output, names, opset)
+        typer.echo(f"exported {len(fold_paths)} fold(s) with ONNX opset {opset} -> {path}")
+        return
+    from tumorseg.inference.model_sharing import export_model as export
+
     path = export(fold_paths[0].parent, fold_paths, output, names)
     typer.echo(f"exported {len(fold_paths)} fold(s) -> {path}")
 
@@ -212,10 +280,11 @@ def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
     app.command(
         "predict",
-        help="Predict every case of an input folder with the folds of a trained run. Labels are "
-        "written in the dataset's source convention (e.g. 0/1/2/4 for BraTS 2021) and recorded in "
-        "the output folder's labels.json; cases already in the output folder are skipped, so an "
-        "interrupted run resumes.",
+        help="Predict every case of an input folder with the folds of a trained run. A case "
+        "needs only the channels the run reads. Labels are written in the dataset's source "
+        "convention (e.g. 0/1/2/4 for BraTS 2021) and recorded in the output folder's "
+        "labels.json, what produced each case in its prediction.json; cases already in the "
+        "output folder are skipped, so an interrupted run resumes.",
     )(predict)
     app.command("ensemble")(ensemble)
     app.command("export-model")(export_model)

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from tumorseg.cli.common import DEFAULT_RAW, ProcessesOption, RawOption
+from tumorseg.data.synthetic.difficulty import DEFAULT_DIFFICULTY, Difficulty
 
 
 def synth(
@@ -34,6 +35,17 @@ def synth(
     healthy: Annotated[
         int, typer.Option("--healthy", min=0, help="Number of healthy subjects (healthyTr).")
     ] = 0,
+    difficulty: Annotated[
+        Difficulty,
+        typer.Option(
+            "--difficulty",
+            help=(
+                "realistic: fading infiltrative edema, multifocal tumours, cysts, haemorrhage, "
+                "look-alike lesions and vessels, scanner variability, thick-slice FLAIR; "
+                "basic: the first, cleaner generator."
+            ),
+        ),
+    ] = DEFAULT_DIFFICULTY,
     force: Annotated[
         bool, typer.Option("--force", help="Replace a dataset with the same id.")
     ] = False,
@@ -55,6 +67,7 @@ def synth(
         seed=seed,
         longitudinal=longitudinal,
         n_healthy=healthy,
+        difficulty=difficulty,
         num_processes=num_processes,
         force=force,
         log=typer.echo,
@@ -72,6 +85,13 @@ def synth_montage(
         "montage.png"
     ),
     cases: Annotated[int, typer.Option("--cases", min=1, help="Number of cases (rows).")] = 4,
+    dpi: Annotated[
+        int, typer.Option("--dpi", min=30, max=600, help="Resolution (110: ~1200 px wide).")
+    ] = 110,
+    case: Annotated[
+        list[str] | None,
+        typer.Option("--case", help="Show this case (repeat for several; overrides --cases)."),
+    ] = None,
     raw: RawOption = DEFAULT_RAW,
 ) -> None:
     """Render a PNG montage of a raw dataset: channels and labels at mid-tumour slices."""
@@ -79,7 +99,7 @@ def synth_montage(
     from tumorseg.paths import find_dataset
 
     folder = find_dataset(dataset, raw.expanduser().resolve())
-    typer.echo(f"wrote {render_montage(folder, output, cases)}")
+    typer.echo(f"wrote {render_montage(folder, output, cases, dpi, case)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from tumorseg.data.nifti_check import check_nifti
 from tumorseg.errors import bad_file
 from tumorseg.utils.atomic import atomic_path
 
@@ -85,15 +86,20 @@ def _geometry_of(image: sitk.Image) -> Geometry:
 
 
 def read_image(path: Path | str) -> tuple[np.ndarray, Geometry]:
-    """Read an image as ``(array (Z, Y, X), Geometry)``.
+    """Read an image as ``(array (Z, Y, X), Geometry)``; the voxels are complete and finite.
 
-    A missing, unreadable or truncated file raises a one-line ``TumorsegError`` naming it.
-    Vector images (e.g. 4D NIfTI read as multi-component) are returned with the component axis
-    first: ``(C, Z, Y, X)``.
+    A missing, unreadable, truncated or corrupt file, and one holding NaN/Inf voxels, raises a
+    one-line ``TumorsegError`` naming it: SimpleITK alone would zero-fill a truncated NIfTI and
+    zero its NaNs, so NIfTI files are streamed through ``check_nifti`` first, and the arrays of
+    other formats are checked for non-finite values. Vector images (e.g. 4D NIfTI read as
+    multi-component) are returned with the component axis first: ``(C, Z, Y, X)``.
     """
     path = Path(path)
     if not path.is_file():
         raise bad_file(path, "file not found", "check the path or restore the file")
+    nifti = image_ending(path) in (".nii", ".nii.gz")
+    if nifti:
+        check_nifti(path)
     try:
         image = sitk.ReadImage(str(path))
         array = sitk.GetArrayFromImage(image)
@@ -102,6 +108,12 @@ def read_image(path: Path | str) -> tuple[np.ndarray, Geometry]:
         raise bad_file(
             path, f"cannot be read as an image ({reason[:120]})", "re-export or re-download it"
         ) from None
+    if not nifti and np.issubdtype(array.dtype, np.floating):
+        nonfinite = array.size - int(np.count_nonzero(np.isfinite(array)))
+        if nonfinite:
+            raise bad_file(
+                path, f"contains {nonfinite} NaN/Inf voxels", "fix or re-export the image"
+            )
     geometry = _geometry_of(image)
     if image.GetNumberOfComponentsPerPixel() > 1:
         array = np.moveaxis(array, -1, 0)

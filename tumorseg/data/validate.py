@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from tumorseg.data.convert.common import verify_voxels
 from tumorseg.data.dataset_json import DatasetJson
 from tumorseg.data.io import Geometry, read_geometry, read_image
 from tumorseg.data.raw_dataset import RawCase, RawDataset
@@ -107,19 +106,64 @@ def _read(path: Path, problems: list[str]) -> tuple[np.ndarray, Geometry] | None
     if not path.is_file():
         return None
     try:
-        array, geometry = read_image(path)
-        nonfinite = verify_voxels(path, array)  # truncation / NaN that SimpleITK hides
+        array, geometry = read_image(path)  # also catches truncation and NaN/Inf voxels
     except TumorsegError as exc:
         problems.append(str(exc))
         return None
-    if nonfinite:
-        problems.append(f"{path}: {nonfinite} NaN/Inf voxels; fix or re-export the image")
     if array.ndim != 3:
         problems.append(
             f"{path}: not a 3D image (array shape {array.shape}); store one 3D file per channel"
         )
         return None
     return array, geometry
+
+
+def grid_problem(
+    reference_path: Path,
+    reference: Geometry,
+    path: Path,
+    geometry: Geometry,
+    tolerance: float = 1e-3,
+) -> str | None:
+    """The line for ``path`` when it is not on the grid of ``reference_path`` (same case)."""
+    if (diff := reference.mismatch(geometry, tolerance)) is None:
+        return None
+    return (
+        f"{path}: geometry differs from {reference_path.name} ({diff}); resample it onto "
+        "the case's grid"
+    )
+
+
+def label_values_problem(
+    path: Path, label: np.ndarray, label_values: tuple[int, ...]
+) -> str | None:
+    """The line for a label map holding a value outside ``label_values`` (or a non-integer)."""
+    bad = [
+        v.item()
+        for v in np.unique(label)
+        if not (np.isfinite(v) and v == np.round(v) and int(v) in label_values)
+    ]
+    if not bad:
+        return None
+    return (
+        f"{path}: label values {bad} are not declared in dataset.json "
+        f"(declared: {list(label_values)}); fix the label file or the 'labels' entry"
+    )
+
+
+def target_problem(path: Path, name: str, mask: np.ndarray) -> str | None:
+    """The line for an extra target (``"targets"``) that is not a 0/1 mask."""
+    extra = sorted(set(np.unique(mask).tolist()) - {0, 1})
+    if not extra:
+        return None
+    return f"{path}: {name} target is not binary (values {extra[:5]}); store 0/1 masks"
+
+
+def stop_on(problem: str | None) -> None:
+    """Raise the line of one of the checks above: ``plan`` and ``preprocess`` run them too and
+    stop at the first problem, with the message ``validate`` would report."""
+    if problem is not None:
+        raise TumorsegError(problem)
 
 
 def _same_grid(
@@ -129,11 +173,8 @@ def _same_grid(
     tolerance: float,
     problems: list[str],
 ) -> None:
-    if ref is not None and (diff := ref[1].mismatch(geometry, tolerance)) is not None:
-        problems.append(
-            f"{path}: geometry differs from {ref[0].name} ({diff}); resample it onto "
-            "the case's grid"
-        )
+    if ref is not None and (line := grid_problem(*ref, path, geometry, tolerance)) is not None:
+        problems.append(line)
 
 
 def check_case(
@@ -169,18 +210,8 @@ def check_case(
         elif (read := _read(case.label, problems)) is not None:
             label, geometry = read
             _same_grid(ref, case.label, geometry, tolerance, problems)
-            values = np.unique(label)
-            bad = [
-                v.item()
-                for v in values
-                if not (np.isfinite(v) and v == np.round(v) and int(v) in label_values)
-            ]
-            if bad:
-                problems.append(
-                    f"{case.label}: label values {bad} are not declared in dataset.json "
-                    f"(declared: {list(label_values)}); fix the label file or the "
-                    "'labels' entry"
-                )
+            if (line := label_values_problem(case.label, label, label_values)) is not None:
+                problems.append(line)
             foreground = int(np.count_nonzero(label))
             ref = ref or (case.label, geometry)
     # Test cases carry no targets: RawDataset lists target paths for every case.
@@ -190,11 +221,8 @@ def check_case(
         elif (read := _read(path, problems)) is not None:
             mask, geometry = read
             _same_grid(ref, path, geometry, tolerance, problems)
-            extra = sorted(set(np.unique(mask).tolist()) - {0, 1})
-            if extra:
-                problems.append(
-                    f"{path}: {name} target is not binary (values {extra[:5]}); store 0/1 masks"
-                )
+            if (line := target_problem(path, name, mask)) is not None:
+                problems.append(line)
     grid = ref[1] if ref is not None else None
     voxel_ml = float(np.prod(grid.spacing)) / 1000 if grid is not None else None
     info = CaseInfo(

@@ -10,6 +10,7 @@ comes from its option, else its ``labels.json``, else ``default_convention`` (th
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from tumorseg.data.labels import (
     default_convention,
     read_label_record,
 )
-from tumorseg.evaluation.summary import evaluate_folders
+from tumorseg.evaluation.summary import case_files, evaluate_folders, evaluate_pairs
 
 
 @dataclass(frozen=True)
@@ -79,12 +80,15 @@ def evaluate_predictions(
     num_processes: int = 1,
     lesion_wise: bool = False,
     file_ending: str | None = None,
+    cases: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate the predictions in ``pred`` against ``gt``; write and return the summary.
 
     ``regions`` None: the BraTS regions (WT, TC, ET) when the dataset declares them or uses
     the internal glioma labels, else its own regions / labels. ``output`` defaults to
     ``pred/summary.json``; ``file_ending`` to the dataset's (``.nii.gz`` without one).
+    ``cases``: score only these (each needs a prediction and a reference); None: every
+    prediction, each of which needs a reference.
     """
     manager = labels_for(pred, dataset_folder)
     labels = resolve_labels(pred, gt, manager, dataset_folder, convention, gt_convention)
@@ -93,15 +97,19 @@ def evaluate_predictions(
         if dataset_folder is not None:
             file_ending = DatasetJson.read(Path(dataset_folder)).file_ending
     region_set = regions or labels.manager.default_region_set
-    return evaluate_folders(
-        pred,
-        gt,
-        labels.manager.regions(region_set),
-        file_ending,
-        output or Path(pred) / "summary.json",
-        num_processes,
-        pred_mapping=labels.manager.file_mapping(labels.prediction),
-        gt_mapping=labels.manager.file_mapping(labels.reference),
-        lesion_wise=lesion_wise,
-        settings={"regions": region_set.value, **labels.settings()},
+    options: dict[str, Any] = {
+        "pred_mapping": labels.manager.file_mapping(labels.prediction),
+        "gt_mapping": labels.manager.file_mapping(labels.reference),
+        "lesion_wise": lesion_wise,
+        "settings": {"regions": region_set.value, **labels.settings()},
+    }
+    target = output or Path(pred) / "summary.json"
+    spec = labels.manager.regions(region_set)
+    if cases is None:
+        return evaluate_folders(pred, gt, spec, file_ending, target, num_processes, **options)
+    preds, gts = case_files(Path(pred), file_ending), case_files(Path(gt), file_ending)
+    pairs = {case: (preds[case], gts[case]) for case in sorted(cases)}
+    missing = sorted(set(gts) - set(preds))
+    return evaluate_pairs(
+        pairs, spec, target, num_processes, missing_predictions=missing, **options
     )

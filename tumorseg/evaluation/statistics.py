@@ -33,7 +33,11 @@ class Comparison:
 
 
 def read_summary(path: Path) -> dict[str, Any]:
-    """Read a ``summary.json`` (or the one inside a folder) and check it has per-case metrics."""
+    """Read a ``summary.json`` (or the one inside a folder) and check its per-case metrics.
+
+    Every case must hold a number (NaN where a metric is undefined) for every listed region and
+    metric; a hand-edited string, null or missing entry is a one-line ``TumorsegError``.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / "summary.json"
@@ -45,7 +49,38 @@ def read_summary(path: Path) -> dict[str, Any]:
         raise bad_file(path, "is not valid JSON", "re-run 'tumorseg evaluate'") from None
     if not isinstance(summary, dict) or not isinstance(summary.get("cases"), dict):
         raise bad_file(path, "has no per-case metrics", "give a summary.json written by tumorseg")
+    problem = _summary_problem(summary)
+    if problem is not None:
+        raise bad_file(path, problem, "fix the edit or re-run 'tumorseg evaluate'")
     return summary
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _summary_problem(summary: Mapping[str, Any]) -> str | None:
+    """What is wrongly typed in a summary's regions, metrics and per-case scores, or None."""
+    regions, metrics = summary.get("regions"), summary.get("metrics")
+    if not isinstance(regions, dict) or not all(isinstance(r, str) for r in regions):
+        return "'regions' must be an object of region names"
+    if not isinstance(metrics, list) or not all(isinstance(m, str) for m in metrics):
+        return "'metrics' must be a list of metric names"
+    for case, entry in summary["cases"].items():
+        scores = entry.get("metrics") if isinstance(entry, dict) else None
+        if not isinstance(scores, dict):
+            return f"cases.{case} has no 'metrics' object"
+        for region in regions:
+            if not isinstance(scores.get(region), dict):
+                return f"cases.{case}.metrics has no {region!r} object"
+            for metric in metrics:
+                if metric not in scores[region]:
+                    return f"cases.{case}.metrics.{region} has no {metric!r}"
+                value = scores[region][metric]
+                if not _is_number(value):
+                    shown = json.dumps(value)
+                    return f"cases.{case}.metrics.{region}.{metric} is {shown}, not a number"
+    return None
 
 
 def wilcoxon_p(a: np.ndarray, b: np.ndarray) -> float:

@@ -5,11 +5,17 @@ through this module. For a case ``CASE`` the output folder receives::
 
     labels.json         the folder's label record (``tumorseg.data.labels.record``): the
                         dataset's labels and the convention of the files below
+    prediction.json     (``predict``) what produced each case: ``record_predicted_case``
     CASE.npz            (optional) ``probabilities`` float16 (K, Z, Y, X) in the image's grid,
                         ``geometry_json`` (the Geometry as JSON text) and ``activation``
     CASE<file_ending>   label map in the dataset's SOURCE convention (e.g. 0/1/2/4 for BraTS
                         2021; the dataset's own labels when dataset.json declares none), in
                         the input image's own geometry
+    uncertainty/CASE_<REGION><file_ending>
+                        (optional) float voxel-wise uncertainty of one output region (``WT``,
+                        ``TC``, ``ET`` or the dataset's region names) in the input geometry;
+                        see ``uncertainty_path``. A sub-folder, so that commands listing the
+                        folder's ``CASE<file_ending>`` label maps never take one for a case.
 
 A command that writes a folder calls ``prepare_folder`` (the record) once, then
 ``write_prediction`` / ``write_labels`` per case. The label map is written last and read back in
@@ -20,8 +26,9 @@ atomically.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +39,26 @@ from tumorseg.data.io import Geometry, image_is_complete, read_geometry, write_i
 from tumorseg.data.labels import FileConvention, LabelManager, write_label_record
 from tumorseg.errors import bad_file
 from tumorseg.postprocessing import apply_postprocessing
-from tumorseg.utils.atomic import atomic_path
+from tumorseg.utils.atomic import atomic_path, write_json
+
+#: What produced the label maps of a folder, per case (see ``record_predicted_case``).
+PREDICTION_RECORD = "prediction.json"
+#: Sub-folder of a predictions folder holding the voxel-wise uncertainty maps.
+UNCERTAINTY_FOLDER = "uncertainty"
+_RECORD_FORMAT = 1
 
 
 def prediction_path(folder: Path, case_id: str, dataset_json: DatasetJson) -> Path:
     """Where the label map of ``case_id`` goes (its presence marks the case done)."""
     return Path(folder) / f"{case_id}{dataset_json.file_ending}"
+
+
+def uncertainty_path(
+    folder: Path, case_id: str, region: str, file_ending: str = ".nii.gz"
+) -> Path:
+    """Where the uncertainty map of ``region`` for ``case_id`` goes:
+    ``folder/uncertainty/CASE_<REGION><file_ending>``, float32, in the input geometry."""
+    return Path(folder) / UNCERTAINTY_FOLDER / f"{case_id}_{region}{file_ending}"
 
 
 def is_finished(path: Path, shape: Sequence[int]) -> bool:
@@ -173,3 +194,54 @@ def write_prediction(
         )
     path = prediction_path(folder, case_id, dataset_json)
     return write_labels(path, labels, geometry, manager, manager.export_convention)
+
+
+def read_prediction_record(folder: Path) -> dict[str, Any] | None:
+    """The ``prediction.json`` of ``folder`` (see ``record_predicted_case``); None without one."""
+    path = Path(folder) / PREDICTION_RECORD
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        if not isinstance(record.get("settings"), dict) or not isinstance(record["cases"], dict):
+            raise ValueError("no 'settings' or 'cases' table")
+    except (OSError, ValueError, KeyError, AttributeError) as exc:
+        raise bad_file(
+            path,
+            f"is not a tumorseg prediction record ({exc})",
+            "delete it, or predict into an empty folder",
+        ) from None
+    return dict(record)
+
+
+def record_predicted_case(
+    folder: Path, case_id: str, settings: Mapping[str, Any], facts: Mapping[str, Any]
+) -> None:
+    """Record in ``folder/prediction.json`` what produced the label map of ``case_id``.
+
+    ``settings`` describe the prediction (run folder, trainer, plans, configuration, folds,
+    checkpoint, TTA, post-processing decision ...), ``facts`` the case itself (its input
+    images, the channels present and zero-filled). The file holds each distinct settings
+    table once, under a short id that the case entries name::
+
+        {"format": 1,
+         "settings": {"3f2a9c1d": {"run": ..., "folds": [...], "tta": true, ...}},
+         "cases": {"CASE": {"settings": "3f2a9c1d", "images": [...], "present": [...],
+                            "zero_filled": [...]}}}
+
+    so a folder filled by two ``predict`` calls with different options says which made which
+    case. Called before the case's label map is written: a case whose label map exists is
+    recorded (a later call for it replaces its entry). Written atomically.
+    """
+    record = read_prediction_record(folder) or {
+        "format": _RECORD_FORMAT,
+        "settings": {},
+        "cases": {},
+    }
+    text = json.dumps(settings, sort_keys=True, default=str)
+    key = hashlib.sha1(text.encode()).hexdigest()[:8]
+    record["settings"][key] = json.loads(text)
+    record["cases"][case_id] = {"settings": key, **facts}
+    used = {entry.get("settings") for entry in record["cases"].values()}
+    record["settings"] = {k: v for k, v in record["settings"].items() if k in used}
+    write_json(Path(folder) / PREDICTION_RECORD, record)

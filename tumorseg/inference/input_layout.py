@@ -10,8 +10,11 @@ Two layouts are accepted:
   ``_``, ``-`` and ``.``; the last word that names a contrast (``Modality.parse``) decides the
   channel. Files naming no contrast (labels, masks, licences) are ignored.
 
-A case that lacks a channel or names one twice is still listed, with ``problem`` set, so the
-predictor can report it in one line and carry on with the others.
+A case that lacks a channel is listed with that channel in ``missing``: whether it matters is
+the predictor's business (a run reads only the channels it was trained on, and
+``--missing-modality zero`` fills the others). A case that names a channel twice, or brings a
+channel the dataset does not have, is listed with ``problem`` set, so the predictor can report
+it in one line and carry on with the others.
 """
 
 from __future__ import annotations
@@ -31,11 +34,16 @@ _WORD_SPLIT = re.compile(r"[_\-. ]+")
 
 @dataclass(frozen=True)
 class InputCase:
-    """One case to predict: ``images[i]`` is dataset channel ``i`` (None when not found)."""
+    """One case to predict: ``images[i]`` is dataset channel ``i`` (None when not found).
+
+    ``missing``: the dataset channels no file was found for, in order; ``problem``: why the
+    case cannot be read at all (a channel matched by two files, an unexpected channel).
+    """
 
     case_id: str
     images: tuple[Path | None, ...]
     problem: str | None = None
+    missing: tuple[int, ...] = ()
 
 
 def _stem(path: Path) -> str:
@@ -54,7 +62,8 @@ def modality_of_file(path: Path) -> Modality | None:
     return found
 
 
-def _channel_label(dataset_json: DatasetJson, channel: int) -> str:
+def channel_label(dataset_json: DatasetJson, channel: int) -> str:
+    """``0002 (T2)``: a dataset channel as messages name it."""
     return f"{channel:04d} ({dataset_json.channel_names[channel]})"
 
 
@@ -70,14 +79,12 @@ def _raw_convention_cases(folder: Path, dataset_json: DatasetJson) -> list[Input
     cases = []
     for case_id, files in sorted(found.items()):
         images = tuple(files.get(c) for c in range(dataset_json.num_channels))
-        missing = [_channel_label(dataset_json, c) for c, p in enumerate(images) if p is None]
+        missing = tuple(c for c, p in enumerate(images) if p is None)
         extra = sorted(c for c in files if c >= dataset_json.num_channels)
         problem = None
-        if missing:
-            problem = f"missing channel(s) {', '.join(missing)}"
-        elif extra:
+        if extra:
             problem = f"unexpected channel(s) {extra}; the dataset has {dataset_json.num_channels}"
-        cases.append(InputCase(case_id, images, problem))
+        cases.append(InputCase(case_id, images, problem, missing))
     return cases
 
 
@@ -108,17 +115,11 @@ def _case_folder(folder: Path, dataset_json: DatasetJson) -> InputCase | None:
         paths = by_modality.get(modality, [])
         if len(paths) > 1:
             names = ", ".join(p.name for p in paths)
-            problems.append(f"channel {_channel_label(dataset_json, channel)} matches {names}")
+            problems.append(f"channel {channel_label(dataset_json, channel)} matches {names}")
         images.append(paths[0] if len(paths) == 1 else None)
-    missing = [
-        _channel_label(dataset_json, c)
-        for c, p in enumerate(images)
-        if p is None and not by_modality.get(wanted[c])
-    ]
-    if missing:
-        problems.insert(0, f"missing channel(s) {', '.join(missing)}")
+    missing = tuple(c for c, modality in enumerate(wanted) if not by_modality.get(modality))
     problem = "; ".join(problems) if problems else None
-    return InputCase(folder.name, tuple(images), problem)
+    return InputCase(folder.name, tuple(images), problem, missing)
 
 
 def find_input_cases(folder: Path, dataset_json: DatasetJson) -> list[InputCase]:

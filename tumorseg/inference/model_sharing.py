@@ -10,6 +10,7 @@ A model zip holds one run folder, relative to the results root::
     <DatasetNNN_Name>/<run>/fold_<k>/normal_model.json  when present (clfc: which normal-
                                               appearance model the run used; its weights are
                                               inside the checkpoint)
+    <DatasetNNN_Name>/<run>/fold_<k>/network_<name>.onnx    (``--format onnx`` only)
 
 Installing never trusts the archive: absolute paths, ``..`` components, links and entries
 outside the declared run folder are rejected before anything is written, the run folder
@@ -42,11 +43,16 @@ def export_model(
     folds: Sequence[Path],
     output: Path,
     checkpoints: Sequence[str] = ("final",),
+    *,
+    extra_members: Sequence[tuple[str, bytes]] = (),
+    manifest_extra: dict[str, Any] | None = None,
 ) -> Path:
     """Zip ``folds`` (fold folders of ``run_folder``) with the run's plans and dataset.json.
 
     Each fold must hold ``checkpoint_<name>.pt`` for every name in ``checkpoints``. The zip is
-    written atomically to ``output``; returns ``output``.
+    written atomically to ``output``; returns ``output``. ``extra_members`` are
+    ``(path relative to the run folder, content)`` pairs added to the run (e.g. ONNX graphs),
+    ``manifest_extra`` more manifest entries (they cannot replace the ones above).
     """
     run_folder = Path(run_folder)
     dataset_name = run_folder.parent.name
@@ -78,11 +84,14 @@ def export_model(
         "folds": fold_names,
         "checkpoints": list(checkpoints),
     }
+    manifest = {**(manifest_extra or {}), **manifest}
     output = Path(output)
     with atomic_path(output) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(MANIFEST, json.dumps(manifest, indent=2) + "\n")
         for path, arcname in members:
             archive.write(path, arcname)
+        for relative, content in extra_members:
+            archive.writestr(str(prefix / relative), content)
     return output
 
 

@@ -1,44 +1,92 @@
-"""Faster CPU inference: the trainer's logits function traced, frozen and optimised.
+"""Faster CPU inference: the trainer's network rewritten for oneDNN, in fp32 or bf16.
 
-On the CPU, eager PyTorch converts every activation between its own layout and oneDNN's blocked
-layout around each convolution. Tracing ``trainer.predict_logits`` once, freezing the weights
-into the graph and running ``torch.jit.optimize_for_inference`` keeps activations in oneDNN's
-layout between layers. On a 2-core Xeon this made one-tile forward passes of a plain U-Net
-3-8x faster; with tiles batched (4 per pass) eager PyTorch was as fast, so the predictor uses
-the graph only on request (``tumorseg predict --traced``).
+Profiling the plans' full 3D network (32-320 features) on a Xeon showed where eager PyTorch
+spends its time besides the convolutions: converting every activation between the default
+(channels-first) layout and oneDNN's channels-last one around each convolution, and instance
+norm, which PyTorch computes as a batch norm over a reshaped, re-copied tensor. The inference
+copy built here therefore
 
-The optimised function is used only when tracing saw no value-dependent Python control flow
-outside torch (the tracer warns about it) and the graph reproduces the eager logits on a random
-batch of two sizes to float tolerance; otherwise, or when tracing fails, the eager function is
-used, so this never changes results beyond float rounding. Weights are frozen
-into the graph: build it for a network that will not be trained further (a loaded checkpoint).
+- keeps weights and activations channels-last (``torch.channels_last_3d`` for 3D networks), so
+  convolutions run without layout conversions;
+- computes every instance norm as a group norm with one group per channel, the same function
+  (per-sample, per-channel statistics over the spatial axes, same affine parameters) through a
+  kernel that reads channels-last tensors directly;
+- runs under bf16 autocast when the precision is bf16 (see ``tumorseg.inference.precision``):
+  convolutions in bf16 with float32 accumulation, logits returned as float32.
+
+Both rewrites change only float rounding (on the plans' full network, fp32 sigmoid
+probabilities stayed within 3e-4 of the eager network's), and they apply to any trainer's network
+built from standard modules. This replaces
+an earlier TorchScript-traced graph: tracing is deprecated, and once tiles were batched it was
+no faster than the eager network, while this copy is several times faster (BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
-import warnings
+import copy
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional
 
-#: Logits may differ from eager by float reassociation only; anything larger means the traced
-#: graph is not the same function and the eager one is used.
-_TOLERANCE = 1e-3
+from tumorseg.inference.precision import Precision
 
 
-class _Logits(nn.Module):
-    """``trainer.predict_logits(network, x)`` as a module, so it can be traced as one graph."""
+class ChannelGroupNorm(nn.Module):
+    """An instance norm computed as ``group_norm`` with one group per channel.
 
-    def __init__(self, trainer: Any, network: nn.Module) -> None:
+    Shares ``weight`` / ``bias`` with the instance norm it replaces. Exactly instance norm's
+    function for ``(B, C, *spatial)`` inputs: each sample's channel is normalised by its own
+    spatial mean and variance (biased), then scaled and shifted.
+    """
+
+    def __init__(self, norm: nn.modules.instancenorm._InstanceNorm) -> None:
         super().__init__()
-        self.network = network
-        self.trainer = trainer
+        self.num_channels = norm.num_features
+        self.eps = norm.eps
+        self.weight = norm.weight
+        self.bias = norm.bias
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.trainer.predict_logits(self.network, x)
+        return functional.group_norm(x, self.num_channels, self.weight, self.bias, self.eps)
+
+
+def _replace_instance_norms(module: nn.Module) -> None:
+    """Swap, in place, every instance norm that normalises with per-sample statistics (all of
+    them in eval mode unless they track running statistics, which then act as a batch norm)."""
+    for name, child in module.named_children():
+        if (
+            isinstance(child, nn.modules.instancenorm._InstanceNorm)
+            and not child.track_running_stats
+        ):
+            setattr(module, name, ChannelGroupNorm(child))
+        else:
+            _replace_instance_norms(child)
+
+
+def channels_last_format(network: nn.Module) -> torch.memory_format | None:
+    """``channels_last_3d`` for a network with 3D convolutions, ``channels_last`` for 2D ones,
+    ``None`` when it has neither (nothing to gain)."""
+    kinds = {type(m) for m in network.modules()}
+    if kinds & {nn.Conv3d, nn.ConvTranspose3d}:
+        return torch.channels_last_3d
+    if kinds & {nn.Conv2d, nn.ConvTranspose2d}:
+        return torch.channels_last
+    return None
+
+
+def inference_network(network: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``network`` with channels-last weights and instance norms computed as
+    group norms; ``network`` itself is left unchanged (it may still be trained)."""
+    fast = copy.deepcopy(network).eval()
+    _replace_instance_norms(fast)
+    memory_format = channels_last_format(fast)
+    if memory_format is not None:
+        # Module.to accepts memory_format at run time; torch's stubs do not list it.
+        fast = fast.to(memory_format=memory_format)  # type: ignore[call-overload]
+    return fast
 
 
 def predict_logits_function(
@@ -48,47 +96,33 @@ def predict_logits_function(
     device: str = "cpu",
     optimize: bool = True,
     batch_size: int = 2,
+    precision: Precision | str = Precision.FP32,
 ) -> Callable[[Tensor], Tensor]:
-    """``x (B, C_in, *patch) -> logits (B, K, *patch)`` for ``trainer`` and ``network``.
+    """``x (B, C_in, *patch) -> logits (B, K, *patch)`` float32 for ``trainer`` and ``network``.
 
-    ``input_shape`` is ``(C_in, *patch)``. On the CPU with ``optimize``, a traced, frozen and
-    optimised graph when it is verified equal to the eager function; otherwise the eager one.
-    The check runs batches of ``batch_size`` (the usual tile batch) and 1, which also warms the
-    graph up for those shapes, so the first case pays no extra start-up.
+    On the CPU with ``optimize``: ``trainer.predict_logits`` on the ``inference_network`` copy,
+    inputs converted to channels-last. ``precision`` ``bf16`` (resolved, never ``auto``) adds CPU
+    bf16 autocast. Elsewhere, or without ``optimize``, the eager network. ``input_shape``
+    (``(C_in, *patch)``) and ``batch_size`` describe the calls to come; the function is warmed
+    up with one such batch, so oneDNN's kernel creation is not paid by the first case.
     """
     network.eval()
+    precision = Precision(precision)
+    if precision is Precision.AUTO:
+        raise ValueError("resolve the precision first (tumorseg.inference.precision)")
+    on_cpu = torch.device(device).type == "cpu"
+    bf16 = on_cpu and precision is Precision.BF16
+    model = inference_network(network) if optimize and on_cpu else network
+    memory_format = channels_last_format(model) if optimize and on_cpu else None
 
-    def eager(x: Tensor) -> Tensor:
-        return trainer.predict_logits(network, x)
+    def logits(x: Tensor) -> Tensor:
+        if memory_format is not None and x.ndim in (4, 5):
+            x = x.contiguous(memory_format=memory_format)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = trainer.predict_logits(model, x)
+        return out.float().contiguous()
 
-    if not optimize or torch.device(device).type != "cpu":
-        return eager
-    module = _Logits(trainer, network).eval()
-    generator = torch.Generator().manual_seed(0)
-    example = torch.randn(max(batch_size, 1), *input_shape, generator=generator)
-    try:
-        with warnings.catch_warnings(record=True) as caught, torch.no_grad():
-            warnings.simplefilter("always")
-            traced = torch.jit.trace(module, example, check_trace=False)
-            if _value_dependent(caught):
-                return eager
-            optimized = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
-            expected = module(example)
-            same = all(
-                torch.allclose(optimized(x), y, rtol=_TOLERANCE, atol=_TOLERANCE)
-                for x, y in ((example, expected), (example[:1], expected[:1]))
-            )
-    except Exception:  # any tracing failure means: use the eager network
-        return eager
-    return optimized if same else eager
-
-
-def _value_dependent(caught: list[warnings.WarningMessage]) -> bool:
-    """True when code outside torch turned a traced tensor into a Python value (``float(x)``,
-    ``if x.sum() > 0``): the trace then holds one branch only and is not the same function.
-    torch's own modules warn for shape checks, which are constant for a fixed patch size."""
-    torch_dir = str(Path(torch.__file__).parent)
-    return any(
-        issubclass(w.category, torch.jit.TracerWarning) and not w.filename.startswith(torch_dir)
-        for w in caught
-    )
+    if on_cpu and (optimize or bf16):
+        with torch.inference_mode():
+            logits(torch.zeros(max(batch_size, 1), *input_shape))
+    return logits

@@ -2,6 +2,15 @@
 
 ``predict_with_run`` is ``tumorseg predict`` as a function: locate a trained run's folds, build
 the ``Predictor``, find the input cases and predict them into the output folder.
+
+A case needs only the channels the run's networks read (``ChannelPolicy.needed``; an msf run
+trained on ``modalities=t1c,flair`` reads T1c and FLAIR). Only those are read from disk, so the
+brain crop is the union of their nonzero voxels; every other channel is handed to the
+preprocessing as zeros, which it normalises to zeros and the network never sees. A needed
+channel that a case lacks stops that case with one line (``MissingModality.ERROR``), or
+(``ZERO``) is zero-filled: an all-zero image normalises to 0, the value the network sees for
+"no signal". ``prediction.json`` records per case which channels were present and which were
+zero-filled.
 """
 
 from __future__ import annotations
@@ -14,7 +23,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from tumorseg.constants import DEFAULT_PLANS_NAME
+from tumorseg import __version__
+from tumorseg.constants import DEFAULT_PLANS_NAME, MissingModality
 from tumorseg.data.dataset_json import DatasetJson
 from tumorseg.data.io import Geometry, read_channels, read_geometry
 from tumorseg.data.labels import LabelManager
@@ -23,9 +33,10 @@ from tumorseg.inference.export import (
     is_finished,
     prediction_path,
     prepare_folder,
+    record_predicted_case,
     write_prediction,
 )
-from tumorseg.inference.input_layout import InputCase, find_input_cases
+from tumorseg.inference.input_layout import InputCase, channel_label, find_input_cases
 
 
 class CasePredictor(Protocol):
@@ -49,26 +60,96 @@ class FolderReport:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def read_case_images(case: InputCase) -> tuple[list[np.ndarray], Geometry]:
-    """Read the channels of ``case``: ``([(Z, Y, X)] * C, geometry of channel 0)``.
+@dataclass(frozen=True)
+class ChannelPolicy:
+    """Which dataset channels a run reads, and what to do when a case lacks one of them."""
 
-    Raises a one-line ``TumorsegError`` for a missing channel, a non-3D image or channels on
-    different grids (the network needs co-registered channels).
+    # Dataset channel indices the run's networks read, ascending; None: every channel.
+    needed: tuple[int, ...] | None = None
+    missing_modality: MissingModality = MissingModality.ERROR
+
+    def needs(self, channel: int) -> bool:
+        return self.needed is None or channel in self.needed
+
+
+@dataclass(frozen=True)
+class CaseImages:
+    """The images of one case as the predictor takes them, and what was done to get them.
+
+    ``images``: one ``(Z, Y, X)`` float32 array per dataset channel, zeros for a channel not
+    read; ``present`` / ``zero_filled`` / ``not_read``: dataset channel indices.
     """
+
+    images: list[np.ndarray]
+    geometry: Geometry
+    present: tuple[int, ...]
+    zero_filled: tuple[int, ...]
+    not_read: tuple[int, ...]
+
+    def facts(self, case: InputCase, dataset_json: DatasetJson) -> dict[str, Any]:
+        """The case's entry of ``prediction.json``: input files and channels by name."""
+
+        def names(channels: Sequence[int]) -> list[str]:
+            return [dataset_json.channel_names[c] for c in channels]
+
+        return {
+            "images": [str(p.resolve()) if p is not None else None for p in case.images],
+            "present": names(self.present),
+            "zero_filled": names(self.zero_filled),
+            "not_read": names(self.not_read),
+        }
+
+
+def _absent_message(dataset_json: DatasetJson, absent: Sequence[int]) -> str:
+    names = ", ".join(channel_label(dataset_json, c) for c in absent)
+    them = "it" if len(absent) == 1 else "them"
+    return (
+        f"missing channel(s) {names}, which the run reads; supply {them} (CASE_NNNN files or "
+        f"a file named by contrast), or predict with --missing-modality zero to give the "
+        f"network no signal in {them}"
+    )
+
+
+def read_case_images(
+    case: InputCase, dataset_json: DatasetJson, policy: ChannelPolicy | None = None
+) -> CaseImages:
+    """Read the channels of ``case`` that the run needs (see the module docstring).
+
+    Raises a one-line ``TumorsegError`` for an ambiguous case, a needed channel that is absent
+    (unless ``policy`` zero-fills it), a non-3D image or channels on different grids (the
+    network needs co-registered channels).
+    """
+    policy = policy or ChannelPolicy()
     if case.problem:
         raise TumorsegError(case.problem)
-    return read_channels([path for path in case.images if path is not None])
+    n = dataset_json.num_channels
+    needed = [c for c in range(n) if policy.needs(c)]
+    absent = [c for c in needed if case.images[c] is None]
+    if absent and policy.missing_modality is MissingModality.ERROR:
+        raise TumorsegError(_absent_message(dataset_json, absent))
+    present = [c for c in needed if case.images[c] is not None]
+    if not present:
+        wanted = ", ".join(channel_label(dataset_json, c) for c in needed)
+        raise TumorsegError(
+            f"none of the channels the run reads ({wanted}) is present; supply at least one"
+        )
+    arrays, geometry = read_channels([p for c in present if (p := case.images[c]) is not None])
+    images = [np.zeros(geometry.shape, np.float32) for _ in range(n)]
+    for channel, array in zip(present, arrays, strict=True):
+        images[channel] = array
+    not_read = tuple(c for c in range(n) if not policy.needs(c))
+    return CaseImages(images, geometry, tuple(present), tuple(absent), not_read)
 
 
-def _already_done(case: InputCase, path: Path) -> bool:
+def _already_done(case: InputCase, path: Path, policy: ChannelPolicy) -> bool:
     """True when ``path`` holds a complete label map on the grid of ``case``'s images."""
     if not path.is_file() or case.problem:
         return False
-    first = next((p for p in case.images if p is not None), None)
-    if first is None:
+    found = [p for c, p in enumerate(case.images) if p is not None and policy.needs(c)]
+    if not found:
         return False
     try:
-        shape = read_geometry(first).shape
+        shape = read_geometry(found[0]).shape
     except TumorsegError:
         return False
     return is_finished(path, shape)
@@ -82,11 +163,16 @@ def predict_folder(
     save_probabilities: bool = False,
     postprocessing: dict[str, Any] | None = None,
     progress: bool = True,
+    channels: ChannelPolicy | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> FolderReport:
     """Predict ``cases`` into ``output``; cases whose label map is complete are skipped.
 
     Complete: it loads in full with the shape of the case's images (a truncated or otherwise
-    broken file from an earlier run is predicted again and replaced).
+    broken file from an earlier run is predicted again and replaced). ``channels``: which
+    channels the run reads and the missing-modality policy (None: every channel, absent ones
+    are an error). ``settings``: what produces the predictions, recorded with each case's
+    channels in ``prediction.json`` (None: no record).
 
     A case that fails with a user error (missing channel, unreadable file, mismatched grids) is
     reported as one ``error: CASE: ...`` line on stderr and the others still run; the report
@@ -99,19 +185,23 @@ def predict_folder(
     dataset_json = predictor.dataset_json
     prepare_folder(output, LabelManager.from_dataset_json(dataset_json))
     bar = tqdm(cases, desc="predict", unit="case", disable=not progress, file=sys.stderr)
+    policy = channels or ChannelPolicy()
     for case in bar:
-        if _already_done(case, prediction_path(output, case.case_id, dataset_json)):
+        if _already_done(case, prediction_path(output, case.case_id, dataset_json), policy):
             report.skipped.append(case.case_id)
             continue
         bar.set_postfix_str(case.case_id)
         try:
-            images, geometry = read_case_images(case)
-            probabilities = predictor.predict_case(images, geometry)
+            read = read_case_images(case, dataset_json, policy)
+            probabilities = predictor.predict_case(read.images, read.geometry)
+            if settings is not None:
+                facts = read.facts(case, dataset_json)
+                record_predicted_case(output, case.case_id, settings, facts)
             write_prediction(
                 output,
                 case.case_id,
                 probabilities,
-                geometry,
+                read.geometry,
                 dataset_json,
                 predictor.activation,
                 save_probabilities=save_probabilities,
@@ -141,25 +231,35 @@ def predict_with_run(
     device: str = "cpu",
     tta: bool = True,
     step_size: float = 0.5,
-    tile_batch_size: int = 4,
-    optimize: bool = False,
+    tile_batch_size: int = 0,
+    optimize: bool = True,
+    backend: str = "torch",
+    precision: str = "auto",
     save_probabilities: bool = False,
     postprocessing: dict[str, Any] | None = None,
     progress: bool = True,
+    missing_modality: MissingModality = MissingModality.ERROR,
 ) -> FolderReport:
     """Predict every case of ``input_folder`` into ``output`` with the folds of a trained run.
 
     The run is found under ``results_root`` by dataset, configuration, trainer and plans (``run``
     names the folder when runs with different settings exist); ``folds`` None: every fold with
-    the checkpoint. Labels are written in the dataset's source convention, with the folder's
-    ``labels.json``; cases already done are skipped.
+    the checkpoint. Cases need only the channels the run reads; ``missing_modality`` says what
+    happens when one lacks such a channel (see the module docstring). Labels are written in
+    the dataset's source convention, with the folder's ``labels.json`` and ``prediction.json``
+    (run, folds, TTA, post-processing, and each case's channels); cases already done are
+    skipped. ``tile_batch_size`` 0, ``optimize``, ``backend`` and ``precision``: as in
+    ``Predictor`` (the defaults are the command line's: automatic tile batch, bf16 where the CPU
+    has it natively and it measures faster).
     """
     from tumorseg.inference.predictor import Predictor
     from tumorseg.runs.locate import find_fold_folders
+    from tumorseg.runs.trained import run_channels
 
     fold_paths = find_fold_folders(
         results_root, dataset, configuration, trainer, plans, run, folds, checkpoint
     )
+    policy = ChannelPolicy(run_channels(fold_paths), MissingModality(missing_modality))
     predictor = Predictor(
         fold_paths,
         checkpoint=checkpoint,
@@ -168,8 +268,13 @@ def predict_with_run(
         step_size=step_size,
         tile_batch_size=tile_batch_size,
         optimize=optimize,
+        backend=backend,
+        precision=precision,
     )
     cases = find_input_cases(input_folder, predictor.dataset_json)
+    settings = prediction_settings(
+        fold_paths, checkpoint, tta, step_size, postprocessing, policy, predictor.dataset_json
+    )
     return predict_folder(
         predictor,
         cases,
@@ -177,4 +282,39 @@ def predict_with_run(
         save_probabilities=save_probabilities,
         postprocessing=postprocessing,
         progress=progress,
+        channels=policy,
+        settings=settings,
     )
+
+
+def prediction_settings(
+    fold_paths: Sequence[Path],
+    checkpoint: str,
+    tta: bool,
+    step_size: float,
+    postprocessing: dict[str, Any] | None,
+    policy: ChannelPolicy,
+    dataset_json: DatasetJson,
+) -> dict[str, Any]:
+    """What ``prediction.json`` records about a prediction (the same for each of its cases)."""
+    from tumorseg.runs.train_config import read_train_config
+
+    run_folder = Path(fold_paths[0]).parent.resolve()
+    config = read_train_config(Path(fold_paths[0]))
+    needed = policy.needed if policy.needed is not None else range(dataset_json.num_channels)
+    return {
+        "run": str(run_folder),
+        "dataset": run_folder.parent.name,
+        "trainer": config.get("trainer"),
+        "trainer_settings": config.get("trainer_settings", {}),
+        "plans": config.get("plans_name"),
+        "configuration": config.get("configuration"),
+        "folds": [Path(p).name.removeprefix("fold_") for p in fold_paths],
+        "checkpoint": checkpoint,
+        "tta": tta,
+        "step_size": step_size,
+        "postprocessing": postprocessing,
+        "channels": [dataset_json.channel_names[c] for c in needed],
+        "missing_modality": policy.missing_modality.value,
+        "tumorseg_version": __version__,
+    }

@@ -26,6 +26,8 @@ from tumorseg.planning.plans import ConfigurationPlan
 #: Tiles per forward pass. Batching amortises per-call overhead on every device; 4 tiles of a
 #: typical 3D patch stay well inside a GPU's memory next to the network's activations.
 DEFAULT_TILE_BATCH_SIZE = 4
+#: ``tile_batch_size`` value asking ``Predictor`` to choose it (``tumorseg.inference.tile_batch``).
+AUTO_TILE_BATCH = 0
 
 
 def _input_channels(trainer: Any, data: np.ndarray) -> np.ndarray:
@@ -94,21 +96,35 @@ class Predictor:
         tta: bool = True,
         step_size: float = 0.5,
         tile_batch_size: int = DEFAULT_TILE_BATCH_SIZE,
-        optimize: bool = False,
+        optimize: bool = True,
+        backend: str = "torch",
+        precision: str = "fp32",
     ) -> None:
-        """``optimize``: on the CPU, run a traced and frozen graph of each fold's network when
-        it is verified equal to the eager one (see ``tumorseg.inference.optimize``). Off by
-        default: with batched tiles the eager network was as fast in our CPU measurements
-        (BENCHMARKS.md), and the graph costs seconds to build per fold."""
-        from tumorseg.inference.optimize import predict_logits_function
+        """``optimize``: on the CPU, run a channels-last copy of each network with instance norms
+        computed as group norms (same function, faster kernels; ``tumorseg.inference.optimize``).
+        ``backend``: ``torch``, ``onnxruntime`` or ``openvino`` (the last two run each fold's
+        ``network_<checkpoint>.onnx`` when ``export-model --format onnx`` installed one, else a
+        graph exported now, which takes seconds to minutes per fold: export once for repeated
+        use). ``precision``: ``fp32``, ``bf16`` or ``auto`` (bf16 where the CPU
+        has it natively and it measures faster; see ``tumorseg.inference.precision``; ONNX
+        Runtime is always fp32). ``tile_batch_size`` ``AUTO_TILE_BATCH`` (0): chosen from free
+        memory and measured throughput (``tumorseg.inference.tile_batch``)."""
+        from tumorseg.inference.backends import Backend, require_backend
+        from tumorseg.inference.precision import Precision, resolve_precision
         from tumorseg.runs.trained import load_trained_model
 
         if not fold_folders:
             raise TumorsegError("no folds to predict with; pass -f with at least one fold")
-        self.device = device
+        self.backend = Backend(backend)
+        require_backend(self.backend)
+        self.device = device if self.backend is Backend.TORCH else "cpu"
         self.tta = tta
         self.step_size = step_size
-        self.tile_batch_size = tile_batch_size
+        self.precision = (
+            Precision.FP32
+            if self.backend is Backend.ONNXRUNTIME
+            else resolve_precision(precision, self.device)
+        )
         self.models = []
         for folder in fold_folders:
             name = f"checkpoint_{checkpoint}.pt"
@@ -117,7 +133,7 @@ class Predictor:
                     f"{Path(folder) / name}: checkpoint not found; train this fold first, or "
                     "choose another with --checkpoint / -f"
                 )
-            self.models.append(load_trained_model(Path(folder), checkpoint, device))
+            self.models.append(load_trained_model(Path(folder), checkpoint, self.device))
         first_trainer, _, self.config, self.plans = self.models[0]
         self.trainer = first_trainer
         for folder, (trainer, _, config, _) in zip(fold_folders, self.models, strict=True):
@@ -130,15 +146,69 @@ class Predictor:
                     f"{folder}: this fold's configuration or outputs differ from "
                     f"{fold_folders[0]}; ensemble only folds of one run"
                 )
-        n_spatial = len(self.config.patch_size)
-        slices = 2 * self.config.context_slices + 1 if n_spatial == 2 else 1
-        input_shape = (len(self.trainer.context.channels) * slices, *self.config.patch_size)
+        from tumorseg.inference.onnx_export import input_shape_of
+
+        self.input_shape = input_shape_of(self.trainer, self.config)
+        warm_batch = tile_batch_size or 1
         self.logits_functions = [
-            predict_logits_function(
-                trainer, network, input_shape, device, optimize, batch_size=tile_batch_size
-            )
-            for trainer, network, _, _ in self.models
+            self._logits_function(Path(folder), checkpoint, model, optimize, warm_batch)
+            for folder, model in zip(fold_folders, self.models, strict=True)
         ]
+        self.tile_batch_size = tile_batch_size or self._choose_tile_batch()
+
+    def _logits_function(
+        self, folder: Path, checkpoint: str, model: tuple, optimize: bool, warm_batch: int
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
+        from tumorseg.inference.backends import Backend, onnxruntime_logits, openvino_logits
+        from tumorseg.inference.optimize import predict_logits_function
+
+        trainer, network, _, _ = model
+        if self.backend is Backend.TORCH:
+            return predict_logits_function(
+                trainer,
+                network,
+                self.input_shape,
+                self.device,
+                optimize,
+                batch_size=warm_batch,
+                precision=self.precision,
+            )
+        from tumorseg.inference.onnx_export import export_onnx, fold_onnx
+
+        path = fold_onnx(folder, checkpoint)
+        # `export-model --format onnx` checked its graphs against PyTorch when it wrote them; a
+        # graph exported here for this run only skips that check (it costs about ten tiles of
+        # prediction at 1 mm); the exporter is tested on every trainer's network.
+        graph = (
+            path.read_bytes()
+            if path.is_file()
+            else export_onnx(trainer, network, self.input_shape, check=False)
+        )
+        threads = torch.get_num_threads()
+        if self.backend is Backend.ONNXRUNTIME:
+            return onnxruntime_logits(graph, threads)
+        return openvino_logits(graph, threads, self.precision)
+
+    def _choose_tile_batch(self) -> int:
+        """The tile batch size for this machine now (free memory, then measured throughput)."""
+        from tumorseg.inference.tile_batch import (
+            MAX_BATCH_2D,
+            MAX_BATCH_3D,
+            available_memory_bytes,
+            bytes_per_input,
+            choose_tile_batch,
+            memory_cap,
+        )
+
+        per_input = bytes_per_input(
+            self.config.patch_size,
+            self.config.topology,
+            self.input_shape[0],
+            len(self.trainer.output_names),
+        )
+        largest = MAX_BATCH_3D if len(self.config.patch_size) == 3 else MAX_BATCH_2D
+        cap = memory_cap(per_input, available_memory_bytes(), largest)
+        return choose_tile_batch(self.logits_functions[0], self.input_shape, cap)
 
     @property
     def dataset_json(self) -> DatasetJson:

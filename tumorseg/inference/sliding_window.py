@@ -3,9 +3,11 @@
 The volume is covered by overlapping tiles (step ``step_size`` x patch). Each tile's
 probabilities are weighted by a Gaussian importance map, so voxels near a tile's border (where
 the network saw little context) count less than voxels near its centre, and the weighted sum is
-divided by the summed weights. Unlike a tile-at-a-time loop, ``tile_batch_size`` tiles go through
-the network in one forward pass, which keeps the device busy. Mirroring test-time augmentation
-averages the probabilities of all ``2 ** len(mirror_axes)`` flipped versions of each tile.
+divided by the summed weights. Unlike a tile-at-a-time loop, ``tile_batch_size`` inputs go
+through the network in one forward pass, which keeps the device busy. Mirroring test-time
+augmentation averages the probabilities of all ``2 ** len(mirror_axes)`` flipped versions of each
+tile; the flipped versions are batched together with the tiles, so a batch is full even when a
+volume has fewer tiles than ``tile_batch_size``.
 
 2D and 2.5D networks (``len(patch_size) == 2``) see one slice along axis 0 at a time; 2.5D stacks
 ``context_slices`` neighbours on each side of every modality as extra input channels
@@ -134,7 +136,8 @@ def sliding_window_predict(
         patch_size: 3 ints for a 3D network, 2 ints ``(Y, X)`` for 2D / 2.5D.
         context_slices: neighbours on each side stacked per modality (2.5D); 0 otherwise.
         step_size: tile step as a fraction of the patch, in (0, 1].
-        tile_batch_size: tiles per forward pass (results do not depend on it).
+        tile_batch_size: network inputs per forward pass; with mirroring, each mirrored version
+            of a tile is one input (results do not depend on it beyond float rounding).
         mirror_axes: patch axes to mirror for test-time augmentation (``()`` = none; e.g.
             ``(0, 1, 2)`` averages all 8 flips of a 3D tile).
         activation: ``"sigmoid"`` (regions) or ``"softmax"`` (exclusive labels).
@@ -203,27 +206,51 @@ def sliding_window_predict(
                 empty = ~inputs.flatten(1).any(dim=1)
                 if bool(empty.any()) and empty_probabilities is None:
                     empty_probabilities = _predict_tiles(
-                        predict_logits, torch.zeros_like(inputs[:1]), mirror_sets, activation, dev
+                        predict_logits,
+                        torch.zeros_like(inputs[:1]),
+                        mirror_sets,
+                        activation,
+                        dev,
+                        tile_batch_size,
                     )
                 probabilities = _predict_some(
-                    predict_logits, inputs, empty, empty_probabilities, mirror_sets, activation, dev
+                    predict_logits,
+                    inputs,
+                    empty,
+                    empty_probabilities,
+                    mirror_sets,
+                    activation,
+                    dev,
+                    tile_batch_size,
                 )
             else:
-                probabilities = _predict_tiles(predict_logits, inputs, mirror_sets, activation, dev)
+                probabilities = _predict_tiles(
+                    predict_logits, inputs, mirror_sets, activation, dev, tile_batch_size
+                )
             if n_spatial == 2:
                 probabilities = probabilities.unsqueeze(2)
             if accumulator is None:
                 accumulator = _allocate((probabilities.shape[1], *shape), dev)
-            probabilities = (probabilities * weights).to(accumulator.device)
+            probabilities = probabilities.to(accumulator.device)
             w = weights.to(weight_sum.device)
             for tile, (z, y, x) in zip(probabilities, batch, strict=True):
                 region = (slice(z, z + patch3[0]), slice(y, y + patch3[1]), slice(x, x + patch3[2]))
-                accumulator[(slice(None), *region)] += tile
+                # In place, without a weighted temporary per tile (a 1 mm tile is 25 MB).
+                accumulator[(slice(None), *region)].addcmul_(tile, w.to(accumulator.device))
                 weight_sum[region] += w
         assert accumulator is not None  # at least one tile always exists
         accumulator /= weight_sum.to(accumulator.device)
         valid = tuple(slice(b, b + s) for (b, _), s in zip(pads, original_shape, strict=True))
         return accumulator[(slice(None), *valid)].cpu().contiguous()
+
+
+def _forward(predict_logits: PredictLogits, x: Tensor, device: torch.device) -> Tensor:
+    if device.type == "cuda":
+        # Half-precision convolutions roughly double GPU throughput; the probabilities are
+        # accumulated in float32, so the ensemble is not affected by fp16 rounding.
+        with torch.autocast("cuda", dtype=torch.float16):
+            return predict_logits(x)
+    return predict_logits(x)
 
 
 def _predict_tiles(
@@ -232,22 +259,32 @@ def _predict_tiles(
     mirror_sets: list[tuple[int, ...]],
     activation: str,
     device: torch.device,
+    batch_size: int,
 ) -> Tensor:
-    """Mean probabilities over all mirrored versions of a batch ``(B, C_in, *patch)``."""
+    """Mean probabilities ``(B, K, *patch)`` over all mirrored versions of ``inputs (B, C_in,
+    *patch)``.
+
+    The ``B x len(mirror_sets)`` (tile, mirror) inputs go through the network ``batch_size`` at a
+    time, so mirroring fills the batches even when few tiles are left; each input is built only
+    when its batch runs (all mirrors of a 1 mm tile batch at once would take gigabytes).
+    """
+    n_tiles = inputs.shape[0]
+    items = [(tile, dims) for dims in mirror_sets for tile in range(n_tiles)]
     total: Tensor | None = None
-    for dims in mirror_sets:
-        x = torch.flip(inputs, dims) if dims else inputs
-        if device.type == "cuda":
-            # Half-precision convolutions roughly double GPU throughput; the probabilities are
-            # accumulated in float32, so the ensemble is not affected by fp16 rounding.
-            with torch.autocast("cuda", dtype=torch.float16):
-                logits = predict_logits(x)
-        else:
-            logits = predict_logits(x)
-        probs = _activate(logits.float(), activation)
-        if dims:
-            probs = torch.flip(probs, dims)
-        total = probs if total is None else total.add_(probs)
+    for chunk in _batches(items, batch_size):
+        x = torch.stack(
+            [
+                torch.flip(inputs[tile], [d - 1 for d in dims]) if dims else inputs[tile]
+                for tile, dims in chunk
+            ]
+        )
+        probs = _activate(_forward(predict_logits, x, device).float(), activation)
+        if total is None:
+            total = torch.zeros(
+                (n_tiles, *probs.shape[1:]), dtype=torch.float32, device=probs.device
+            )
+        for p, (tile, dims) in zip(probs, chunk, strict=True):
+            total[tile] += torch.flip(p, [d - 1 for d in dims]) if dims else p
     assert total is not None
     return total / len(mirror_sets)
 
@@ -260,14 +297,17 @@ def _predict_some(
     mirror_sets: list[tuple[int, ...]],
     activation: str,
     device: torch.device,
+    batch_size: int,
 ) -> Tensor:
     """Like ``_predict_tiles``, but tiles flagged in ``empty (B,)`` take ``empty_probabilities
     (1, K, *patch)`` instead of a forward pass."""
     if not bool(empty.any()):
-        return _predict_tiles(predict_logits, inputs, mirror_sets, activation, device)
+        return _predict_tiles(predict_logits, inputs, mirror_sets, activation, device, batch_size)
     assert empty_probabilities is not None
     keep = (~empty).nonzero().flatten()
     out = empty_probabilities.expand(inputs.shape[0], *empty_probabilities.shape[1:]).clone()
     if keep.numel():
-        out[keep] = _predict_tiles(predict_logits, inputs[keep], mirror_sets, activation, device)
+        out[keep] = _predict_tiles(
+            predict_logits, inputs[keep], mirror_sets, activation, device, batch_size
+        )
     return out

@@ -115,23 +115,29 @@ def check_case_files(dataset: RawDataset, headers: bool = False) -> list[RawCase
 
 
 def _check_headers(case: RawCase) -> None:
+    """``validate``'s grid check on the headers: every file of the case on channel 0's grid."""
     from tumorseg.data.io import read_geometry
+    from tumorseg.data.validate import grid_problem, stop_on
 
     reference = read_geometry(case.images[0])
     for path in (*case.images[1:], case.label, *case.targets.values()):
-        if path is not None and (problem := reference.mismatch(read_geometry(path))):
-            raise bad_file(path, f"geometry differs from channel 0 ({problem})", "resample it")
+        if path is not None:
+            stop_on(grid_problem(case.images[0], reference, path, read_geometry(path)))
 
 
-def _case_fingerprint(case: RawCase, samples_per_case: int, sample_intensities: bool) -> dict:
-    """Fingerprint of one case (runs in a worker process)."""
+def _case_fingerprint(
+    case: RawCase, samples_per_case: int, sample_intensities: bool, label_values: tuple[int, ...]
+) -> dict:
+    """Fingerprint of one case (runs in a worker process); the label is checked as it is read:
+    on the images' grid and holding only the values dataset.json declares (as ``validate``)."""
     from tumorseg.data.io import read_channels, read_image
+    from tumorseg.data.validate import grid_problem, label_values_problem, stop_on
 
     images, geometry = read_channels(case.images)
     assert case.label is not None
     label, label_geo = read_image(case.label)
-    if problem := geometry.mismatch(label_geo):
-        raise bad_file(case.label, f"geometry differs from the images ({problem})", "resample it")
+    stop_on(grid_problem(case.images[0], geometry, case.label, label_geo))
+    stop_on(label_values_problem(case.label, label, label_values))
     bbox = nonzero_bbox(images)
     region = tuple(slice(lo, hi) for lo, hi in bbox)
     shape = tuple(hi - lo for lo, hi in bbox)
@@ -193,7 +199,7 @@ def compute_fingerprint(
     chosen = set(range(len(cases)))
     if len(cases) > max_intensity_cases:
         chosen = set(rng.choice(len(cases), max_intensity_cases, replace=False).tolist())
-    jobs = [(case, samples_per_case, i in chosen) for i, case in enumerate(cases)]
+    jobs = [(case, samples_per_case, i in chosen, dj.label_values) for i, case in enumerate(cases)]
     results = run_parallel(_case_fingerprint, jobs, num_processes)
     if not any(r["foreground"] for r in results):
         raise bad_file(

@@ -14,6 +14,9 @@ from tumorseg.errors import TumorsegError
 
 ZSCORE_BRAIN = "zscore_brain"
 
+#: Every scheme name preprocessing implements; plans naming another one are rejected on load.
+SCHEME_NAMES: tuple[str, ...] = (ZSCORE_BRAIN,)
+
 #: Modality -> normalisation scheme name (stored in the plans, one per channel).
 SCHEMES: dict[Modality, str] = {
     Modality.T1: ZSCORE_BRAIN,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 from tumorseg.constants import Configuration
 from tumorseg.errors import TumorsegError, bad_file
 from tumorseg.networks.topology import NetworkTopology
+from tumorseg.planning.plans_check import FIX, PlansFieldError, check_plans, parse_fields
 from tumorseg.utils.atomic import write_json
 
 PLANS_SCHEMA_VERSION = 1
@@ -120,12 +122,27 @@ class Plans:
             )
         return self.configurations[name]
 
+    def require_channels(self, channel_names: Sequence[str], source: Path | str) -> None:
+        """Raise unless these plans are for ``channel_names`` (dataset.json's, in channel
+        order): a model trained on other channels cannot predict the dataset's cases."""
+        if list(self.channel_names) != list(channel_names):
+            raise bad_file(
+                source,
+                f"channel_names {list(self.channel_names)} differ from dataset.json's "
+                f"{list(channel_names)}",
+                FIX,
+            )
+
     # ---- JSON ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: Path | str = "plans") -> Plans:
+        """Plans from their JSON object; every field is checked (``plans_check``), so a bad
+        edit is a one-line ``TumorsegError`` naming ``source`` and the field."""
+        if not isinstance(data, dict):
+            raise bad_file(source, "is not a plans object", "re-run `tumorseg plan`")
         version = data.get("schema_version")
         if version != PLANS_SCHEMA_VERSION:
             raise bad_file(
@@ -134,16 +151,11 @@ class Plans:
                 "re-run `tumorseg plan` to write new plans",
             )
         try:
-            configurations = {
-                name: _build(ConfigurationPlan, cfg, source, f"configurations.{name}")
-                for name, cfg in data.get("configurations", {}).items()
-            }
-            top = {k: v for k, v in data.items() if k != "configurations"}
-            return _build(cls, {**top, "configurations": configurations}, source, "plans")
-        except (TypeError, ValueError) as exc:
-            raise bad_file(
-                source, f"invalid plans ({exc})", "fix the edit or re-run `tumorseg plan`"
-            ) from None
+            plans = cls(**parse_fields(cls, data))
+            check_plans(plans)
+        except PlansFieldError as exc:
+            raise bad_file(source, str(exc), exc.fix) from None
+        return plans
 
     @classmethod
     def read(cls, path: Path) -> Plans:
@@ -160,35 +172,3 @@ class Plans:
 
     def write(self, path: Path) -> None:
         write_json(path, self.to_dict())
-
-
-def _build(cls: type, data: dict[str, Any], source: Path | str, where: str) -> Any:
-    """Construct dataclass ``cls`` from JSON ``data``: unknown or missing keys fail loudly and
-    lists become tuples (nested one level, as the plans need)."""
-    if not isinstance(data, dict):
-        raise bad_file(source, f"{where} is not an object", "re-run `tumorseg plan`")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(data) - set(fields)
-    if unknown:
-        raise bad_file(
-            source,
-            f"unknown key(s) {sorted(unknown)} in {where}",
-            "remove them or fix the spelling",
-        )
-    kwargs: dict[str, Any] = {}
-    for name, value in data.items():
-        if name == "topology" and isinstance(value, dict):
-            value = _build(NetworkTopology, value, source, f"{where}.topology")
-        elif isinstance(value, list):
-            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
-        kwargs[name] = value
-    missing = [
-        n
-        for n, f in fields.items()
-        if n not in kwargs
-        and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        raise bad_file(source, f"missing key(s) {missing} in {where}", "re-run `tumorseg plan`")
-    return cls(**kwargs)

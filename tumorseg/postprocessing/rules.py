@@ -66,6 +66,48 @@ def _min_voxels(step: Mapping[str, Any], spacing: Sequence[float]) -> int:
     raise TumorsegError(f"post-processing step {dict(step)} has no size; add 'min_voxels'")
 
 
+def _whole(value: Any) -> bool:
+    """An integer (or an integral float, as JSON may hold it) of at least 0; never a bool."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return math.isfinite(value) and value >= 0 and float(value).is_integer()
+
+
+def step_problem(step: Any, where: str) -> str | None:
+    """What makes a decision ``step`` (found at ``where``, e.g. ``steps[0]``) unusable, or None.
+
+    Checks the types :func:`apply_step` relies on: an object with a known ``rule``; label
+    values as whole numbers; a size (``min_voxels`` or ``min_volume_mm3``) where the rule needs
+    one. The text starts with the key at fault: ``steps[0].min_voxels is "lots", ...``.
+    """
+    if not isinstance(step, dict):
+        return f'{where} is {json.dumps(step)}, not a step object ({{"rule": ..., ...}})'
+    rule = step.get("rule")
+    if rule not in RULES:
+        return f"{where}.rule is {json.dumps(rule)}, not one of {', '.join(RULES)}"
+    label_keys = ("fill",) if rule != "small_et_to_necrosis" else ("et_label", "necrosis_label")
+    for key in (k for k in label_keys if k in step):
+        if not _whole(step[key]):
+            return f"{where}.{key} is {json.dumps(step[key])}, not a label value"
+    if rule != "small_et_to_necrosis":
+        labels = step.get("labels")
+        if not isinstance(labels, list) or not labels or not all(_whole(v) for v in labels):
+            return f"{where}.labels is {json.dumps(labels)}, not a list of label values"
+    if rule == "keep_largest_component":
+        return None
+    if "min_voxels" in step:
+        if not _whole(step["min_voxels"]):
+            shown = json.dumps(step["min_voxels"])
+            return f"{where}.min_voxels is {shown}, not a whole number of at least 0"
+    elif "min_volume_mm3" in step:
+        volume = step["min_volume_mm3"]
+        if isinstance(volume, bool) or not isinstance(volume, (int, float)) or not volume >= 0:
+            return f"{where}.min_volume_mm3 is {json.dumps(volume)}, not a volume of at least 0"
+    else:
+        return f"{where} ({rule}) has no size ('min_voxels' or 'min_volume_mm3')"
+    return None
+
+
 def apply_step(labels: np.ndarray, step: Mapping[str, Any], spacing: Sequence[float]) -> np.ndarray:
     """Apply one step to a label map (any shape); returns a new array."""
     rule = step.get("rule")
@@ -161,4 +203,31 @@ def read_decision(path: Path) -> dict[str, Any]:
         data = data["postprocessing"]
     if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
         raise bad_file(path, "has no 'steps' list", "give a decision written by tumorseg")
+    for index, step in enumerate(data["steps"]):
+        if (problem := step_problem(step, f"steps[{index}]")) is not None:
+            raise bad_file(
+                path, problem, "fix the decision or re-run 'tumorseg postprocess determine'"
+            )
     return data
+
+
+def _size(step: Mapping[str, Any]) -> str:
+    if "min_volume_mm3" in step:
+        return f"{step['min_volume_mm3']:g} mm³"
+    return f"{step['min_voxels']} voxels"
+
+
+def describe_step(step: Mapping[str, Any]) -> str:
+    """One step of a decision in words, e.g. ``remove WT components under 10 voxels``."""
+    if step["rule"] == "small_et_to_necrosis":
+        return f"ET under {_size(step)} -> necrosis"
+    if step["rule"] == "keep_largest_component":
+        return f"keep the largest {step['region']} component"
+    return f"remove {step['region']} components under {_size(step)}"
+
+
+def describe_steps(steps: Sequence[Mapping[str, Any]]) -> str:
+    """A one-line description of a decision's steps."""
+    return (
+        ", ".join(describe_step(s) for s in steps) if steps else "none (no rule improves the score)"
+    )

@@ -7,6 +7,9 @@ standard deviation; the background is set back to 0 afterwards so it stays a con
 network can recognise. Which scheme each modality gets is a planning decision
 (``tumorseg.planning.normalization``); here are the implementations, and an unknown scheme name
 (e.g. in an edited plan) is an error, never a silent default.
+
+An image without signal (all zeros: a channel that ``predict --missing-modality zero`` fills in)
+normalises to all zeros under every scheme, so 0 is what a network sees for "no signal".
 """
 
 from __future__ import annotations
@@ -42,8 +45,13 @@ _FUNCTIONS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 
 
 def normalize(image: np.ndarray, brain: np.ndarray, scheme: str) -> np.ndarray:
-    """Apply the named ``scheme``; an unknown scheme (e.g. an edited plan) is an error."""
+    """Apply the named ``scheme``; an unknown scheme (e.g. an edited plan) is an error.
+
+    An all-zero ``image`` gives all zeros whatever the scheme (see the module docstring).
+    """
     if scheme not in _FUNCTIONS:
         valid = ", ".join(sorted(_FUNCTIONS))
         raise TumorsegError(f"plans: unknown normalization {scheme!r}; use one of: {valid}")
+    if not image.any():
+        return np.zeros(image.shape, np.float32)
     return _FUNCTIONS[scheme](image, brain)

@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tumorseg.data.raw_dataset import RawCase, RawDataset
-from tumorseg.errors import bad_file
 from tumorseg.planning.fingerprint import check_case_files
 from tumorseg.planning.plans import ConfigurationPlan, Plans
 from tumorseg.preprocessing import storage
@@ -64,10 +63,20 @@ def _remove_stale_temp_files(folder: Path) -> None:
 
 
 def preprocess_raw_case(
-    case: RawCase, plans: Plans, config: ConfigurationPlan, folder: Path, digest: str
+    case: RawCase,
+    plans: Plans,
+    config: ConfigurationPlan,
+    folder: Path,
+    digest: str,
+    label_values: tuple[int, ...],
 ) -> str:
-    """Read, preprocess and write one training case (runs in a worker); returns its id."""
+    """Read, preprocess and write one training case (runs in a worker); returns its id.
+
+    Label and targets are checked as they are read, with ``validate``'s checks: on the images'
+    grid, label values among ``label_values`` (dataset.json), targets binary.
+    """
     from tumorseg.data.io import read_channels, read_image
+    from tumorseg.data.validate import grid_problem, label_values_problem, stop_on, target_problem
     from tumorseg.preprocessing.pipeline import preprocess_case
 
     images, geometry = read_channels(case.images)
@@ -78,11 +87,12 @@ def preprocess_raw_case(
         if file is None:
             continue
         array, geo = read_image(file)
-        if problem := geometry.mismatch(geo):
-            raise bad_file(file, f"geometry differs from the images ({problem})", "resample it")
+        stop_on(grid_problem(case.images[0], geometry, file, geo))
         if name == "label":
+            stop_on(label_values_problem(file, array, label_values))
             label = array
         else:
+            stop_on(target_problem(file, name, array))
             extra[name] = array
     data, seg, properties = preprocess_case(images, geometry, plans, config, label, extra or None)
     properties.update({"case_id": case.case_id, "plans_hash": digest})
@@ -120,7 +130,7 @@ def preprocess_dataset(
     ``{data_identifier: number of cases (re)written}``; finished, current cases are skipped.
     """
     dataset = RawDataset.open(raw_folder)
-    cases = check_case_files(dataset)
+    cases = check_case_files(dataset, headers=True)
     written: dict[str, int] = {}
     for name in configurations:
         config = plans.configuration(name)
@@ -135,7 +145,8 @@ def preprocess_dataset(
                 f"{config.data_identifier}: {len(todo)} of {len(cases)} cases to preprocess "
                 f"({len(cases) - len(todo)} already done)"
             )
-        jobs = [(case, plans, config, folder, digest) for case in todo]
+        label_values = dataset.dataset_json.label_values
+        jobs = [(case, plans, config, folder, digest, label_values) for case in todo]
         run_parallel(preprocess_raw_case, jobs, num_processes, _progress(len(jobs), log))
         written[config.data_identifier] = len(todo)
     return written

@@ -105,6 +105,8 @@ def prepare_run(
     plans = read_plans(folder, plans_name)
     config = plans.configuration(configuration)
     dataset_json = DatasetJson.read(folder / "dataset.json")
+    channel_names = [dataset_json.channel_names[i] for i in sorted(dataset_json.channel_names)]
+    plans.require_channels(channel_names, folder / f"{plans_name}.json")
     data_folder = folder / config.data_identifier
     case_ids = list_cases(data_folder)
     if not case_ids:

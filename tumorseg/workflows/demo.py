@@ -1,7 +1,8 @@
 """``tumorseg demo``: the whole pipeline end to end on the built-in synthetic dataset.
 
 synthesise -> hold out test cases -> plan -> train on a wall-clock budget -> predict the held-out
-cases -> evaluate -> write a Markdown report with the metrics table and overlay PNGs.
+cases -> evaluate -> ``tumorseg report`` on the predictions (one HTML page: metrics, training
+curves, overlays), with the demo's own steps and timings added.
 
 Each step calls the API function behind a public command and prints that command first, with
 the same values, so the demo doubles as a worked example of the command line.
@@ -23,7 +24,8 @@ from tumorseg.data.io import read_image
 from tumorseg.data.labels import FileConvention, LabelManager
 from tumorseg.errors import TumorsegError
 from tumorseg.paths import Roots, dataset_folder_name
-from tumorseg.reporting.report import write_demo_report
+from tumorseg.reporting.document import Section, Table
+from tumorseg.reporting.report import write_report
 
 DEMO_DATASET_ID = 500
 DEMO_DATASET_NAME = "Synth"
@@ -105,8 +107,28 @@ def hold_out_cases(dataset: Path, n: int) -> list[str]:
     return held
 
 
+def _steps_section(log: StepLog, total_seconds: float) -> Section:
+    """The commands the demo ran, with their wall times."""
+    rows = tuple((f"`{command}`", f"{seconds:.1f}") for command, seconds in log.steps)
+    total = ("total (before this report)", f"{total_seconds:.1f}")
+    table = Table(("command", "wall time (s)"), (*rows, total), row_names=False, numeric=False)
+    return Section("Steps", [table], anchor="steps")
+
+
+def _about(settings: DemoSettings, dataset: Path, held_out: list[str]) -> list[str]:
+    return [
+        f"Dataset `{dataset.name}`: the built-in synthetic data (MNI152 anatomy, "
+        f"reaction-diffusion gliomas), {settings.cases} cases at {settings.spacing} mm, "
+        f"{len(held_out)} held out for testing and never seen in training: "
+        f"{', '.join(held_out)}.",
+        f"Trainer `{settings.trainer}`, configuration `{settings.configuration}`, training "
+        f"budget {settings.time_budget}, TTA {'on' if settings.tta else 'off'}, seed "
+        f"{settings.seed}.",
+    ]
+
+
 def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Path:
-    """Run the demo; return the path of the Markdown report."""
+    """Run the demo; return the path of the report page (``report/report.html``)."""
     from tumorseg.data.synthetic.generate import generate_dataset
     from tumorseg.evaluation.folders import evaluate_predictions
     from tumorseg.evaluation.summary import format_means
@@ -210,17 +232,20 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Pat
         echo,
     )
     echo(format_means(summary))
-    total = time.perf_counter() - start
-    report = write_demo_report(
-        workdir / "report",
-        summary=summary,
-        dataset=dataset,
-        predictions=predictions,
-        held_out=held,
-        run_folder=roots.results / dataset.name,
-        steps=log.steps,
-        total_seconds=total,
-        settings=settings,
+    report = _step(
+        f"report {quote(str(predictions))} --reference {quote(str(references))} -d {did} "
+        f"-o {quote(str(workdir / 'report' / 'report.html'))} {raw}",
+        lambda: write_report(
+            predictions,
+            workdir / "report" / "report.html",
+            reference=references,
+            dataset_folder=dataset,
+            title="tumorseg demo report",
+            intro=_about(settings, dataset, held),
+            extra_sections=[_steps_section(log, time.perf_counter() - start)],
+        ),
+        log,
+        echo,
     )
     echo(f"report: {report}")
     return report

@@ -27,6 +27,7 @@ from tumorseg.data.labels import FileConvention, LabelManager, LabelMapping, rea
 from tumorseg.errors import TumorsegError
 from tumorseg.evaluation.summary import case_files, evaluate_pairs
 from tumorseg.postprocessing.determine import determine_from_pairs
+from tumorseg.postprocessing.rules import describe_steps
 from tumorseg.utils.atomic import atomic_dir, write_json
 
 
@@ -326,12 +327,4 @@ def format_ranking(result: dict[str, Any]) -> str:
 
 def format_steps(steps: Sequence[dict[str, Any]]) -> str:
     """A one-line description of a decision's steps."""
-    return ", ".join(_describe(s) for s in steps) if steps else "none (no rule improves the score)"
-
-
-def _describe(step: dict[str, Any]) -> str:
-    if step["rule"] == "small_et_to_necrosis":
-        return f"ET under {step['min_voxels']} voxels -> necrosis"
-    if step["rule"] == "keep_largest_component":
-        return f"keep the largest {step['region']} component"
-    return f"remove {step['region']} components under {step['min_voxels']} voxels"
+    return describe_steps(steps)

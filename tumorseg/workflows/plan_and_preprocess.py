@@ -171,5 +171,7 @@ def preprocess_planned(
     dataset = RawDataset.open(raw_folder)
     output = preprocessed_root / dataset.name
     plans = Plans.read(output / f"{plans_name}.json")
+    channels = dataset.dataset_json.channel_names
+    plans.require_channels([channels[i] for i in sorted(channels)], output / f"{plans_name}.json")
     names = list(configurations) if configurations else list(plans.configurations)
     return preprocess_dataset(raw_folder, output, plans, names, num_processes, log)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
@@ -110,53 +110,17 @@ def safe_case_id(name: str) -> str:
     return cleaned or "case"
 
 
-def verify_voxels(path: Path, array: np.ndarray) -> int:
-    """Check that ``path`` really holds its voxels; return how many are NaN/Inf.
-
-    ``array`` is what ``read_image`` returned for ``path``. SimpleITK's NIfTI reader zero-fills a
-    truncated ``.nii.gz`` and turns NaN/Inf into 0 without a word, so NIfTI files are decoded a
-    second time with nibabel, which fails on a short file and keeps non-finite values. A
-    truncated or corrupt file raises a one-line ``TumorsegError``.
-    """
-    if image_ending(path) in (".nii", ".nii.gz"):
-        import zlib
-
-        import nibabel as nib
-
-        try:
-            # An ArrayProxy for NIfTI files: the stored values, before scl_slope / scl_inter.
-            proxy: Any = nib.load(str(path)).dataobj  # type: ignore[attr-defined]
-            array = np.asanyarray(proxy.get_unscaled())
-        except (
-            EOFError,
-            OSError,
-            ValueError,
-            zlib.error,
-            nib.filebasedimages.ImageFileError,
-        ) as exc:
-            raise bad_file(
-                path,
-                f"is truncated or corrupt ({type(exc).__name__})",
-                "re-export or re-download it",
-            ) from None
-    if not np.issubdtype(array.dtype, np.floating):
-        return 0
-    return int(array.size - np.count_nonzero(np.isfinite(array)))
-
-
 def read_volume(path: Path, ndim: int = 3) -> tuple[np.ndarray, Geometry]:
     """Read an image with ``ndim`` array axes (``(Z, Y, X)`` for 3D), fully checked.
 
     Raises a one-line ``TumorsegError`` when the file is unreadable, truncated, has another
-    number of axes, or holds NaN/Inf voxels (normalisation would spread them everywhere).
+    number of axes, or holds NaN/Inf voxels (``read_image`` checks those: normalisation would
+    spread them everywhere).
     """
     array, geometry = read_image(path)
     if array.ndim != ndim:
         fix = "give one 3D file per modality (use 'tumorseg convert msd' for 4D MSD files)"
         raise bad_file(path, f"is not a {ndim}D image (array shape {array.shape})", fix)
-    bad = verify_voxels(path, array)
-    if bad:
-        raise bad_file(path, f"contains {bad} NaN/Inf voxels", "fix or re-export the image")
     return array, geometry
 
 

@@ -6,6 +6,13 @@ Fisher-Kolmogorov reaction-diffusion (``tumour_growth``) and cut into BraTS comp
 a recurrence target (``longitudinal``), assembled per case (``case``) and written as a raw
 dataset (``generate``); ``montage`` renders a PNG for a person to look at.
 
+``difficulty`` switches between that first generator (``basic``) and the default
+``realistic`` one (``realistic``), which adds, each in its own module: anatomical landmarks
+and tumour sites (``anatomy``), cysts and haemorrhage (``core_features``), satellite foci
+(``multifocal``), fading infiltrative edema (``infiltration``), mass effect (``mass_effect``),
+white-matter hyperintensities, vessels, choroid plexus and dura (``lookalikes``,
+``vessels``), per-case contrasts (``appearance``) and the scanner (``acquisition``).
+
 Importing this package is light: the generators import SimpleITK and scipy when first used.
 """
 

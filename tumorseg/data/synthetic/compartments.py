@@ -32,10 +32,16 @@ EDEMA = 2
 ENHANCING = 3
 NON_ENHANCING = 4
 CAVITY = 5
+#: Realistic generator only: a fluid-filled cyst and blood products inside the core (label 1).
+CYST = 6
+HAEMORRHAGE = 7
+#: Codes that make up the tumour core (BraTS TC: enhancing plus label 1).
+CORE_CODES = (NECROSIS, ENHANCING, NON_ENHANCING, CYST, HAEMORRHAGE)
 
 
 def compartments_to_labels(compartments: np.ndarray) -> np.ndarray:
-    """Internal labels from compartment codes: non-enhancing core -> 1, cavity -> 0."""
+    """Internal labels from compartment codes: non-enhancing core, cyst and haemorrhage -> 1
+    (BraTS puts every non-enhancing part of the core in one label), cavity -> 0."""
     lookup = np.array(
         [
             0,
@@ -44,6 +50,8 @@ def compartments_to_labels(compartments: np.ndarray) -> np.ndarray:
             TumorLabel.ENHANCING,
             TumorLabel.NECROSIS,
             TumorLabel.BACKGROUND,
+            TumorLabel.NECROSIS,
+            TumorLabel.NECROSIS,
         ],
         np.uint8,
     )

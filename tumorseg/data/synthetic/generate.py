@@ -41,6 +41,7 @@ from tumorseg.data.io import write_image
 from tumorseg.data.labels import LabelConvention
 from tumorseg.data.synthetic.case import HEALTHY_STREAM, TUMOUR_STREAM, case_rng, generate_case
 from tumorseg.data.synthetic.contrasts import CHANNELS
+from tumorseg.data.synthetic.difficulty import DEFAULT_DIFFICULTY, Difficulty
 from tumorseg.errors import TumorsegError
 from tumorseg.paths import dataset_folder_name, parse_dataset_folder_name
 from tumorseg.utils.atomic import atomic_dir, write_json
@@ -59,6 +60,7 @@ class _Job:
     spacing: float
     tumour: bool
     longitudinal: bool
+    difficulty: Difficulty
 
 
 def _write_case(job: _Job) -> dict[str, Any]:
@@ -71,6 +73,7 @@ def _write_case(job: _Job) -> dict[str, Any]:
         job.spacing,
         tumour=job.tumour,
         longitudinal=job.longitudinal,
+        difficulty=job.difficulty,
     )
     generated = time.process_time() - cpu_start
     images_folder = "imagesTr" if job.tumour else HEALTHY_FOLDER
@@ -116,6 +119,7 @@ def generate_dataset(
     seed: int = 0,
     longitudinal: bool = False,
     n_healthy: int = 0,
+    difficulty: Difficulty | str = DEFAULT_DIFFICULTY,
     num_processes: int = 1,
     force: bool = False,
     log: Callable[[str], None] | None = None,
@@ -124,8 +128,10 @@ def generate_dataset(
 
     Case ``i`` is named ``{name}_{i:03d}`` (healthy subjects ``HEALTHY_{i:03d}``). A dataset
     with the same id already under ``raw_root`` is an error unless ``force``, which replaces
-    it once the new one is complete. ``log`` receives one line per case.
+    it once the new one is complete. ``log`` receives one line per case. ``difficulty``
+    chooses the generator (see ``tumorseg.data.synthetic.difficulty``).
     """
+    difficulty = Difficulty(difficulty)
     if n_cases < 1:
         raise TumorsegError(
             f"--cases {n_cases}: a dataset needs at least one case; use --cases 1 or more"
@@ -145,10 +151,10 @@ def generate_dataset(
     build = _staging_name(folder) if existing else folder
     with atomic_dir(build) as tmp:
         jobs = [
-            _Job(tmp, f"{name}_{i:03d}", seed, i, float(spacing), True, longitudinal)
+            _Job(tmp, f"{name}_{i:03d}", seed, i, float(spacing), True, longitudinal, difficulty)
             for i in range(n_cases)
         ] + [
-            _Job(tmp, f"HEALTHY_{i:03d}", seed, i, float(spacing), False, False)
+            _Job(tmp, f"HEALTHY_{i:03d}", seed, i, float(spacing), False, False, difficulty)
             for i in range(n_healthy)
         ]
         records = _run(jobs, num_processes, log)
@@ -158,8 +164,8 @@ def generate_dataset(
             LabelConvention.BRATS2021,
             name=name,
             description=(
-                f"tumorseg synth: {n_cases} synthetic glioma cases on the MNI152 2009 template, "
-                f"{spacing:g} mm, seed {seed}"
+                f"tumorseg synth: {n_cases} synthetic glioma cases ({difficulty.value}) on the "
+                f"MNI152 2009 template, {spacing:g} mm, seed {seed}"
                 + (", with follow-up and recurrence targets" if longitudinal else "")
             ),
             targets={"recurrence": RECURRENCE_FOLDER} if longitudinal else None,
@@ -168,6 +174,7 @@ def generate_dataset(
         synthetic: dict[str, Any] = {
             "seed": seed,
             "spacing": spacing,
+            "difficulty": difficulty.value,
             "longitudinal": longitudinal,
             "healthy_cases": n_healthy,
         }

@@ -20,9 +20,7 @@ from scipy import ndimage
 
 from tumorseg.data.synthetic.compartments import (
     CAVITY,
-    ENHANCING,
-    NECROSIS,
-    NON_ENHANCING,
+    CORE_CODES,
     TumourAppearance,
     edema_strength,
     perturbed_density,
@@ -57,7 +55,7 @@ def resection_cavity(
     spacing: float,
 ) -> np.ndarray:
     """The cavity (bool ``(Z, Y, X)``): the tumour core minus a rim of varying thickness."""
-    core = np.isin(compartments, (NECROSIS, ENHANCING, NON_ENHANCING))
+    core = np.isin(compartments, CORE_CODES)
     box = bounding_box(core, 2)
     if box is None:
         return core
@@ -82,6 +80,7 @@ class FollowUp:
     recurrence: np.ndarray  # uint8 (Z, Y, X), 1 where tumour core regrew outside the cavity
     days: float  # time from surgery to the follow-up scan
     edema_strength: np.ndarray  # float32 (Z, Y, X) in [0, 1], see compartments.edema_strength
+    density: np.ndarray  # float32 (Z, Y, X), the perturbed cell density at the follow-up
 
 
 def follow_up(
@@ -100,7 +99,7 @@ def follow_up(
     """
     treatment = sample_treatment(rng)
     cavity = resection_cavity(compartments, treatment, rng, spacing)
-    core_ml = float(np.isin(compartments, (NECROSIS, ENHANCING, NON_ENHANCING)).sum())
+    core_ml = float(np.isin(compartments, CORE_CODES).sum())
     core_ml *= spacing**3 / 1000.0
     residual = (u * treatment.survival).astype(np.float32)
     regrow = replace(growth, target_core_ml=max(core_ml * treatment.regrowth, 0.5), max_days=1500.0)
@@ -108,5 +107,5 @@ def follow_up(
     density = perturbed_density(u2, appearance, rng, spacing)
     codes = tumour_compartments(density, tissue, appearance, rng, spacing)
     codes[cavity] = CAVITY
-    recurrence = np.isin(codes, (NECROSIS, ENHANCING, NON_ENHANCING)).astype(np.uint8)
-    return FollowUp(codes, cavity, recurrence, days, edema_strength(density, appearance))
+    recurrence = np.isin(codes, CORE_CODES).astype(np.uint8)
+    return FollowUp(codes, cavity, recurrence, days, edema_strength(density, appearance), density)

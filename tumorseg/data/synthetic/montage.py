@@ -3,11 +3,13 @@
 One row per case at its mid-tumour axial slice (the slice with the most tumour): the four
 channels, then FLAIR with the label overlay (edema yellow, enhancing red, necrosis / non-
 enhancing core blue). Datasets with follow-up images get two more panels: the follow-up T1c
-and FLAIR with the recurrence target outlined. Works for any raw dataset with ``labelsTr``.
+and FLAIR with the recurrence target outlined. Panels are cropped to the brain. Works for any
+raw dataset with ``labelsTr``.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -37,17 +39,49 @@ def _overlay(gray: np.ndarray, label: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def render_montage(dataset_folder: Path, output: Path, n_cases: int = 4) -> Path:
-    """Write a montage PNG of the first ``n_cases`` cases of ``dataset_folder`` to ``output``."""
+def _brain_crop(images: list[np.ndarray], margin: int = 2) -> tuple[slice, slice]:
+    """In-plane slices ``(Y, X)`` of the box holding non-zero voxels of any image."""
+    inside = np.any([img != 0 for img in images], axis=0).any(axis=0)
+    if not inside.any():
+        return slice(None), slice(None)
+    rows, cols = np.nonzero(inside.any(axis=1))[0], np.nonzero(inside.any(axis=0))[0]
+    return (
+        slice(max(rows[0] - margin, 0), rows[-1] + margin + 1),
+        slice(max(cols[0] - margin, 0), cols[-1] + margin + 1),
+    )
+
+
+def render_montage(
+    dataset_folder: Path,
+    output: Path,
+    n_cases: int = 4,
+    dpi: int = 110,
+    case_ids: list[str] | None = None,
+) -> Path:
+    """Write a montage PNG of the first ``n_cases`` cases of ``dataset_folder`` (or of the
+    cases ``case_ids``, in that order) to ``output``; ``dpi`` sets its pixel size (110 gives
+    about 1200 pixels across for five panels)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     dataset = RawDataset.open(Path(dataset_folder))
-    cases = dataset.training_cases()[: max(n_cases, 1)]
-    if not cases:
+    available = dataset.training_cases()
+    if not available:
         raise TumorsegError(f"{dataset_folder}: no training cases; generate or convert some first")
+    if case_ids:
+        by_id = {case.case_id: case for case in available}
+        unknown = [case_id for case_id in case_ids if case_id not in by_id]
+        if unknown:
+            known = ", ".join(sorted(by_id)[:5])
+            raise TumorsegError(
+                f"{dataset_folder}: no training case {', '.join(unknown)}; cases are named "
+                f"like {known}"
+            )
+        cases = [by_id[case_id] for case_id in case_ids]
+    else:
+        cases = available[: max(n_cases, 1)]
     names = [
         dataset.dataset_json.channel_names[i] for i in sorted(dataset.dataset_json.channel_names)
     ]
@@ -65,13 +99,14 @@ def render_montage(dataset_folder: Path, output: Path, n_cases: int = 4) -> Path
             z = int(np.argmax(tumour_per_slice))
         else:
             z = images[0].shape[0] // 2
-        panels = [(_display(img[z]), name) for img, name in zip(images, names, strict=True)]
+        crop = (z, *_brain_crop(images))
+        panels = [(_display(img[crop]), name) for img, name in zip(images, names, strict=True)]
         flair = panels[min(3, len(panels) - 1)][0]
         if label is not None:
-            panels.append((_overlay(flair, label[z]), "labels"))
+            panels.append((_overlay(flair, label[crop]), "labels"))
         if has_followup:
             later = [followup_dir / p.name for p in case.images]
-            t1c, fl = (read_image(later[i])[0][z] for i in (1, 3))
+            t1c, fl = (read_image(later[i])[0][crop] for i in (1, 3))
             panels.append((_display(t1c), "follow-up T1c"))
             panels.append((_display(fl), "follow-up FLAIR"))
         for ax, (picture, title) in zip(row, panels, strict=True):
@@ -80,14 +115,22 @@ def render_montage(dataset_folder: Path, output: Path, n_cases: int = 4) -> Path
             ax.set_title(f"{case.case_id} {title}" if title == names[0] else title, fontsize=7)
         recurrence = case.targets.get("recurrence")
         if has_followup and recurrence is not None and recurrence.is_file():
-            mask = read_image(recurrence)[0][z]
+            mask = read_image(recurrence)[0][crop]
             if mask.any():
                 row[-1].contour(mask, levels=[0.5], colors="red", linewidths=0.8, origin="lower")
         for ax in row:
             ax.axis("off")
     fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=dpi, format="png")
+    plt.close(fig)
+    # A 256-colour palette holds grey panels and the three label colours, at a third the size.
+    from PIL import Image
+
+    buffer.seek(0)
+    picture = Image.open(buffer).convert("RGB")
+    palette = picture.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
     output = Path(output)
     with atomic_path(output) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
+        palette.save(tmp, format="png", optimize=True)
     return output

@@ -46,10 +46,13 @@ class GrowthParameters:
     max_days: float  # and never runs longer than this
 
 
-def sample_growth_parameters(rng: np.random.Generator) -> GrowthParameters:
-    """Draw literature-range parameters (front width ``sqrt(D/rho)`` 1.5-3.5 mm)."""
+def sample_growth_parameters(
+    rng: np.random.Generator, front_width_mm: tuple[float, float] = (1.5, 3.5)
+) -> GrowthParameters:
+    """Draw literature-range parameters (front width ``sqrt(D/rho)`` in ``front_width_mm``;
+    wider fronts are more diffusely infiltrating tumours)."""
     proliferation = rng.uniform(0.012, 0.03)
-    front_width = rng.uniform(1.5, 3.5)
+    front_width = rng.uniform(*front_width_mm)
     aniso = np.exp(rng.normal(0.0, 0.35, size=3))
     return GrowthParameters(
         diffusion_wm=front_width**2 * proliferation,
@@ -180,9 +183,7 @@ def initial_density(
     """Seed cells in white matter: ``(u0 float32 (Z, Y, X), seed voxel)``.
 
     The site is a random deep white-matter voxel above the lowest third of the brain (so
-    supratentorial, in any lobe of either hemisphere). Two to four small ellipsoidal blobs
-    near it, and sometimes a weaker second focus further away, make irregular and
-    multifocal-looking tumours.
+    supratentorial, in any lobe of either hemisphere); ``seed_cells`` places the cells there.
     """
     brain_z = np.nonzero(wm.max(axis=(1, 2)) > 0.5)[0]
     z_min = brain_z[0] + 0.35 * (brain_z[-1] - brain_z[0])
@@ -191,6 +192,23 @@ def initial_density(
     if candidates.size == 0:
         candidates = np.argwhere(wm >= wm.max() * 0.9)
     seed = candidates[rng.integers(len(candidates))]
+    u0 = seed_cells(wm, seed, candidates, rng, spacing)
+    return u0, (int(seed[0]), int(seed[1]), int(seed[2]))
+
+
+def seed_cells(
+    wm: np.ndarray,
+    seed: np.ndarray,
+    candidates: np.ndarray,
+    rng: np.random.Generator,
+    spacing: float,
+) -> np.ndarray:
+    """Initial density (float32 ``(Z, Y, X)``) of a tumour starting at voxel ``seed``.
+
+    Two to four small ellipsoidal blobs near it, and sometimes a weaker second focus 12-25 mm
+    away at one of the ``candidates`` (white-matter voxels ``(N, 3)``), make irregular and
+    lobulated tumours.
+    """
     grid = np.meshgrid(
         *[np.arange(n, dtype=np.float32) for n in wm.shape], indexing="ij", sparse=True
     )
@@ -209,4 +227,4 @@ def initial_density(
         r2 = sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, radii, strict=True))
         u0 = np.maximum(u0, amplitude * np.exp(-0.5 * r2).astype(np.float32))
     u0 *= wm > 0.3
-    return u0, (int(seed[0]), int(seed[1]), int(seed[2]))
+    return u0

@@ -2,7 +2,11 @@
 ``benchmarks/clfc_ablation.sh``: mean +- std of Dice and HD95 per region over the pooled
 validation cases, and paired Wilcoxon tests (``tumorseg compare``) between the variants.
 
-    python benchmarks/clfc_ablation_table.py [WORK_FOLDER]      (default benchmarks/_work/clfc)
+    python benchmarks/clfc_ablation_table.py [WORK_FOLDER [SCORED]]
+
+``WORK_FOLDER`` defaults to ``benchmarks/_work/clfc``, ``SCORED`` (the folder of scored runs in
+it) to ``pooled`` (folds 0 and 1, ``clfc_ablation.sh``); ``fold0`` gives the fold-0 tables of
+``clfc_ablation_ce.sh``, where runs with ``ce_weight > 0`` are named "+ BCE".
 """
 
 from __future__ import annotations
@@ -27,11 +31,14 @@ def variant(run_folder: Path) -> str:
     res = run_folder.parents[1] / "res"
     (config,) = res.glob(f"*/{run_folder.name}/fold_0/train_config.json")
     settings = json.loads(config.read_text())["trainer_settings"]
+    loss = " + BCE" if settings["ce_weight"] > 0 else ""
+    if settings["regions"] != "dataset":
+        return f"whole tumour only{loss}"
     if not settings["reference"]:
-        return "Baseline-1 (reference=false)"
+        return f"Baseline-1 (reference=false){loss}"
     if not settings["simsiam"]:
-        return "Baseline-2 (simsiam=false)"
-    return "clfc (full)"
+        return f"Baseline-2 (simsiam=false){loss}"
+    return f"clfc (full){loss}"
 
 
 def cell(summary: dict, region: str, metric: str) -> str:
@@ -43,15 +50,19 @@ def cell(summary: dict, region: str, metric: str) -> str:
     return f"{finite.mean():.{digits}f} ± {finite.std():.{digits}f}"
 
 
-def main(work: Path) -> None:
+def main(work: Path, scored: str = "pooled") -> None:
     summaries = {}
-    for folder in sorted((work / "pooled").iterdir()):
+    for folder in sorted((work / scored).iterdir()):
         if folder.is_dir() and (folder / "summary.json").is_file():
-            summaries[variant(folder)] = read_summary(folder / "summary.json")
+            name = variant(folder)
+            if not name.startswith("whole tumour"):
+                summaries[name] = read_summary(folder / "summary.json")
     order = [
         "clfc (full)",
         "Baseline-2 (simsiam=false)",
         "Baseline-1 (reference=false)",
+        "clfc (full) + BCE",
+        "Baseline-1 (reference=false) + BCE",
         "default trainer (2.5d)",
     ]
     order = [o for o in order if o in summaries]
@@ -72,6 +83,9 @@ def main(work: Path) -> None:
         ("clfc (full)", "Baseline-2 (simsiam=false)"),
         ("Baseline-2 (simsiam=false)", "Baseline-1 (reference=false)"),
         ("clfc (full)", "default trainer (2.5d)"),
+        ("clfc (full) + BCE", "clfc (full)"),
+        ("clfc (full) + BCE", "Baseline-1 (reference=false) + BCE"),
+        ("clfc (full) + BCE", "default trainer (2.5d)"),
     ]
     print("| A vs B | region | Dice A - B | p (Dice) | HD95 A - B (mm) | p (HD95) | n |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
@@ -88,4 +102,7 @@ def main(work: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("benchmarks/_work/clfc"))
+    main(
+        Path(sys.argv[1]) if len(sys.argv) > 1 else Path("benchmarks/_work/clfc"),
+        sys.argv[2] if len(sys.argv) > 2 else "pooled",
+    )

@@ -12,7 +12,10 @@ normal-model folder. ``normal_model.json`` in the fold folder records which mode
 
 Loss: ``dice_weight * Dice (+ ce_weight * BCE/CE) + simsiam_weight * L_Sim``. The paper uses
 Dice + L_Sim with weight 1 each; the SimSiam loss is summed over the four levels (as in the
-authors' code) and averaged over pixels.
+authors' code) and averaged over pixels. With the WT/TC/ET outputs and a short budget the
+Dice-only loss left the reference variants' TC and ET channels unlearned (false positives over
+the normal brain; BENCHMARKS.md, clfc ablation); ``ce_weight=1`` adds BCE, which made them learn
+those channels within 75 steps there (patch pseudo-Dice; the full-volume check is open).
 
 Ablations (Liu et al.'s Table 1): ``reference=false`` is Baseline-1 (the backbone alone, no
 normal-appearance network), ``simsiam=false`` Baseline-2 (CLFC modules without contrastive

@@ -60,3 +60,22 @@ def test_ensemble_errors_are_one_line(tmp_path: Path) -> None:
     )
     with pytest.raises(TumorsegError, match="do not match"):
         ensemble_folders([tmp_path / "a", tmp_path / "b"], tmp_path / "out", dj)
+
+
+def test_a_softmax_run_is_ensembled_with_a_region_run_through_its_regions(tmp_path: Path) -> None:
+    dj = tiny_dataset_json()  # regions WT (1, 2, 3), TC (1, 3), ET (3,); labels 0-3
+    z = GEOMETRY.shape
+    # Softmax run: every voxel 0.1 background, 0.2 necrosis, 0.3 edema, 0.4 enhancing, so WT
+    # 0.9, TC 0.6, ET 0.4. Region run: WT 0.5, TC 0.2, ET 0.8. Means: WT 0.7, TC 0.4, ET 0.6.
+    softmax = np.stack([np.full(z, p, np.float32) for p in (0.1, 0.2, 0.3, 0.4)])
+    regions = np.stack([np.full(z, p, np.float32) for p in (0.5, 0.2, 0.8)])
+    write_probabilities(tmp_path / "a" / "c1.npz", softmax, GEOMETRY, "softmax")
+    write_probabilities(tmp_path / "b" / "c1.npz", regions, GEOMETRY, "sigmoid")
+    out = tmp_path / "out"
+    ensemble_folders([tmp_path / "a", tmp_path / "b"], out, dj, save_probabilities=True)
+    mean, _, activation = load_probabilities(out / "c1.npz")
+    assert activation == "sigmoid"
+    np.testing.assert_allclose(mean[:, 0, 0, 0], [0.7, 0.4, 0.6], atol=2e-3)
+    labels, _ = read_image(out / "c1.nii.gz")
+    # WT on, TC off, ET on: painted in the regions' class order, ET last -> 4 in BraTS 2021.
+    assert np.all(labels == 4)

@@ -68,7 +68,7 @@ def tiny_plans() -> Plans:
 
 def write_tiny_run(
     results: Path,
-    folds: tuple[int, ...] = (0,),
+    folds: tuple[int | str, ...] = (0,),
     run: str = RUN,
     *,
     trainer_name: str = "default",
@@ -89,7 +89,7 @@ def write_tiny_run(
     config = plans.configurations[configuration]
     context = TrainerContext(plans, config, dataset, tuple(range(len(CHANNELS))))
     for fold in folds:
-        torch.manual_seed(fold)
+        torch.manual_seed(fold if isinstance(fold, int) else 99)
         trainer = build_trainer(trainer_name, context, settings)
         network = trainer.build_network()
         folder = run_folder / f"fold_{fold}"
@@ -103,7 +103,7 @@ def write_tiny_run(
             "trainer_settings": dict(settings or {}),
             "loop": {},
             "channels": list(range(len(CHANNELS))),
-            "output_activation": "sigmoid",
+            "output_activation": trainer.output_activation,
             "output_names": list(trainer.output_names),
             "tumorseg_version": "test",
         }

@@ -88,3 +88,34 @@ def test_small_et_to_necrosis_is_chosen_only_when_it_helps(tmp_path: Path) -> No
         pred_folder, gt_folder, DATASET, component_thresholds=(10,), et_thresholds=(100,)
     )
     assert kept["steps"] == []
+
+
+def _two_blobs(second_is_true: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(reference, prediction) on a 32^3 grid: a 1728-voxel lesion, and a 1100-voxel blob that
+    is a second true focus (predicted too) or a false positive (predicted only)."""
+    ref = np.zeros((32, 32, 32), np.uint8)
+    ref[2:14, 2:14, 2:14] = 2
+    pred = ref.copy()
+    pred[20:30, 20:30, 19:30] = 2  # 10 x 10 x 11 = 1100 voxels, above every size threshold
+    return (pred.copy() if second_is_true else ref), pred
+
+
+def test_keep_largest_is_refused_when_it_cuts_a_multifocal_tumour(tmp_path: Path) -> None:
+    unifocal = [_two_blobs(second_is_true=False) for _ in range(3)]
+    multifocal = _two_blobs(second_is_true=True)
+    refs, preds = zip(*[*unifocal, multifocal], strict=True)
+    pred, gt = _write(tmp_path / "with", list(refs), list(preds))
+    decision = determine_postprocessing(pred, gt, DATASET, et_thresholds=())
+    # Keeping the largest component raises the mean WT Dice (3 cases 0.76 -> 1, one 1 -> 0.76),
+    # but it would delete the second focus of the multifocal case: refused.
+    assert not any(s["rule"] == "keep_largest_component" for s in decision["steps"])
+    refused = [t for t in decision["tried"] if t["step"]["rule"] == "keep_largest_component"]
+    wt = next(t for t in refused if t["step"]["region"] == "WT")
+    assert wt["rejected"].startswith("lowers the Dice of a case with a multifocal reference")
+    assert wt["scores"]["WT"]["dice"] > decision["baseline"]["WT"]["dice"]
+    # Without a multifocal case in the cross-validation, CV supports the rule.
+    refs, preds = zip(*unifocal, strict=True)
+    pred, gt = _write(tmp_path / "without", list(refs), list(preds))
+    decision = determine_postprocessing(pred, gt, DATASET, et_thresholds=())
+    first = decision["steps"][0]
+    assert (first["rule"], first["region"]) == ("keep_largest_component", "WT")

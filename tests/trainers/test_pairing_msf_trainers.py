@@ -291,3 +291,118 @@ def test_cli_trains_msf_on_a_modality_subset(
     _, network, _, _ = load_trained_model(fold)
     assert isinstance(network, MSFUNet)
     assert network.encoder[0][0].conv.in_channels == 2 * 3  # two modalities x 3 slices
+
+
+# ---- paper settings: pairing output and width, msf optimiser and sampling ---------------------
+def test_pairing_softmax_output_is_the_papers_four_classes() -> None:
+    context = tiny_context("3d_fullres")
+    trainer = build_trainer("pairing", context, {"output": "softmax"})
+    assert trainer.output_activation == "softmax"
+    assert trainer.output_names == ("background", "necrosis", "edema", "enhancing")
+    network = trainer.build_network().train()
+    batch = tiny_batch(context, 4)
+    step = trainer.training_step(network, batch)
+    assert step.logits.shape[1] == 4
+    # The segmentation term is softmax Dice (foreground labels) + CE of the fused outputs,
+    # computed here by hand from the network's own outputs.
+    torch.manual_seed(0)
+    out = network(batch["data"])
+    # Two stages: nnU-Net's weights give the coarsest output 0, so the full-resolution one counts.
+    assert len(out.logits) == 2
+    total = 0.0
+    for w, logits in zip([1.0], out.logits[:1], strict=True):
+        target = batch["target"].long()[:, 0]
+        probs = torch.softmax(logits.float(), 1)
+        one_hot = torch.nn.functional.one_hot(target, 4).movedim(-1, 1).float()
+        axes = tuple(range(2, probs.ndim))
+        dice = (2 * (probs * one_hot).sum(axes) + 1e-5) / (
+            probs.sum(axes) + one_hot.sum(axes) + 1e-5
+        )
+        ce = torch.nn.functional.cross_entropy(logits.float(), target)
+        total += w * ((1 - dice[:, 1:].mean()) + ce)
+    expected = total
+    assert trainer.loss(out.logits, batch["target"]).item() == pytest.approx(
+        expected.item(), rel=1e-4
+    )
+
+
+def test_pairing_regions_default_is_the_sigmoid_regions() -> None:
+    trainer = build_trainer("pairing", tiny_context("3d_fullres"))
+    assert trainer.output_activation == "sigmoid"
+    assert trainer.output_names == ("whole_tumor", "tumor_core", "enhancing_tumor")
+
+
+def test_pairing_full_width_has_about_four_times_the_parameters() -> None:
+    context = tiny_context("3d_fullres")
+    half = _parameters(build_trainer("pairing", context).build_network())
+    full = _parameters(build_trainer("pairing", context, {"feature_scale": 1.0}).build_network())
+    # Convolution weights scale with in x out features: doubling both gives ~4x.
+    assert 3.3 < full / half < 4.1
+
+
+def test_msf_adam_setting_uses_adam_with_its_rate_and_schedule() -> None:
+    from tumorseg.training.config import LoopSettings
+
+    context = tiny_context("2d")
+    loop = LoopSettings(warmup_fraction=0.1)
+    sgd = build_trainer("msf", context)
+    network = sgd.build_network()
+    assert type(sgd.configure_optimization(network, loop).optimizer) is torch.optim.SGD
+    adam = build_trainer("msf", context, {"optimizer": "adam", "adam_lr": 3e-4})
+    optimization = adam.configure_optimization(network, loop)
+    assert type(optimization.optimizer) is torch.optim.Adam
+    assert optimization.optimizer.param_groups[0]["lr"] == 3e-4
+    assert [optimization.schedule.lr(e, 10) for e in (0, 5, 9)] == [3e-4] * 3
+    poly = build_trainer("msf", context, {"optimizer": "adam", "adam_schedule": "poly"})
+    schedule = poly.configure_optimization(network, loop).schedule
+    assert [schedule.lr(e, 10) for e in range(10)] == [
+        warmup_poly_lr(e, 10, 1e-3, 0.9, 0.1) for e in range(10)
+    ]
+    with pytest.raises(TumorsegError, match="adam_lr"):
+        build_trainer("msf", context, {"adam_lr": 0})
+
+
+def test_msf_lesion_slices_setting_picks_the_policy() -> None:
+    from tumorseg.trainers.sampling import ForegroundOversampling, LesionSlices
+    from tumorseg.training.config import LoopSettings
+
+    context = tiny_context("2d")
+    loop = LoopSettings()
+    assert build_trainer("msf", context).sampling_policy(loop) == ForegroundOversampling(0.33)
+    lesion = build_trainer("msf", context, {"sampling": "lesion_slices"})
+    assert isinstance(lesion.sampling_policy(loop), LesionSlices)
+
+
+@pytest.mark.slow
+def test_cli_trains_pairing_with_the_papers_softmax_and_scores_regions(
+    tiny_roots: Roots, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fold = _train(
+        tiny_roots, monkeypatch, "3d_fullres", "0", "--trainer", "pairing", "--set",
+        "output=softmax",
+    )  # fmt: skip
+    config = json.loads((fold / "train_config.json").read_text())
+    assert config["output_activation"] == "softmax"
+    assert config["output_names"] == ["background", "necrosis", "edema", "enhancing"]
+    # The 4-class network is validated on the BraTS regions aggregated from its labels.
+    summary = json.loads((fold / "validation" / "summary.json").read_text())
+    assert set(summary["mean"]) == {"whole_tumor", "tumor_core", "enhancing_tumor"}
+    trainer, _, _, _ = load_trained_model(fold)
+    assert trainer.output_activation == "softmax"
+    assert trainer.settings.output == "softmax"
+
+
+@pytest.mark.slow
+def test_cli_trains_msf_with_the_papers_adam_and_lesion_slices(
+    tiny_roots: Roots, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fold = _train(
+        tiny_roots, monkeypatch, "2d", "0", "--trainer", "msf", "--set", "optimizer=adam",
+        "--set", "adam_lr=0.0005", "--set", "sampling=lesion_slices",
+    )  # fmt: skip
+    loop = json.loads((fold / "train_config.json").read_text())["loop"]
+    assert loop["optimization"]["optimizer"] == "Adam"
+    assert loop["optimization"]["optimizer_settings"]["lr"] == 0.0005
+    assert loop["optimization"]["schedule_settings"]["exponent"] == 0.0  # a constant rate
+    assert loop["sampling"]["policy"] == "LesionSlices"
+    assert (fold / "validation" / "summary.json").is_file()

@@ -78,6 +78,7 @@ def test_train_writes_the_run_folder(trained: tuple[Roots, Path]) -> None:
         "channels",
         "output_activation",
         "output_names",
+        "network",
         "tumorseg_version",
     }
     assert config["loop"]["epochs"] == 2

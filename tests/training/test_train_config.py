@@ -99,3 +99,22 @@ def test_train_config_records_what_the_run_did(
         ]["iterations_per_epoch"]
         == loop["iterations_per_epoch"]
     )
+
+
+@pytest.mark.parametrize(
+    ("trainer", "settings"), [("default", {}), ("pairing", {"feature_scale": 1.0})]
+)
+def test_train_config_records_the_network_size(
+    tiny_roots: Roots, trainer: str, settings: dict[str, Any]
+) -> None:
+    run = prepare_run(tiny_roots, "1", "3d_fullres", 0, trainer, trainer_settings=settings)
+    loop = Loop(run, echo=False)
+    network = loop.train_config()["network"]
+    counted = sum(
+        int(torch.tensor(p.shape).prod()) for p in run.trainer.build_network().parameters()
+    )
+    assert network == {
+        "class": type(loop.network).__name__,
+        "parameters": counted,
+        "trainable_parameters": counted,
+    }

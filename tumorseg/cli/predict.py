@@ -25,6 +25,7 @@ from tumorseg.cli.common import (
     resolve_device,
 )
 from tumorseg.constants import DEFAULT_PLANS_NAME, MissingModality
+from tumorseg.errors import TumorsegError
 
 
 class Checkpoint(str, Enum):
@@ -129,8 +130,19 @@ def predict(
     run: RunOption = None,
     postprocessing: Annotated[
         Path | None,
-        typer.Option("--postprocessing", help="Post-processing decision JSON to apply."),
+        typer.Option(
+            "--postprocessing",
+            help="Post-processing decision JSON to apply instead of the run's own.",
+        ),
     ] = None,
+    no_postprocess: Annotated[
+        bool,
+        typer.Option(
+            "--no-postprocess",
+            help="Apply no post-processing (default: the run's cross-validation decision, else "
+            "its trainer's paper preset, else none).",
+        ),
+    ] = False,
     missing_modality: Annotated[
         MissingModality,
         typer.Option(
@@ -144,9 +156,12 @@ def predict(
 ) -> None:
     """Predict every case of an input folder with the folds of a trained run.
 
-    Labels are written in the dataset's source convention (e.g. 0/1/2/4 for BraTS 2021),
-    recorded in the output folder's labels.json; cases already in the output folder are
-    skipped, so an interrupted run can be resumed.
+    Without -f: all five cross-validation folds averaged when they are trained (else the
+    trained ones). Post-processing: the run's cross-validation decision, else its trainer's
+    paper preset (pairing), else none; both choices are printed first and recorded in the
+    output folder's labels.json. Labels are written in the dataset's source convention (e.g.
+    0/1/2/4 for BraTS 2021); cases already in the output folder are skipped, so an
+    interrupted run can be resumed.
     """
     import torch
 
@@ -154,11 +169,8 @@ def predict(
 
     if num_threads is not None:
         torch.set_num_threads(num_threads)
-    decision = None
-    if postprocessing is not None:
-        from tumorseg.postprocessing.rules import read_decision
-
-        decision = read_decision(postprocessing)
+    if no_postprocess and postprocessing is not None:
+        raise TumorsegError("give --postprocessing FILE or --no-postprocess, not both")
     report = predict_with_run(
         input_folder,
         output,
@@ -177,7 +189,9 @@ def predict(
         backend=backend.value,
         precision=precision.value,
         save_probabilities=save_probabilities,
-        postprocessing=decision,
+        postprocessing=postprocessing,
+        run_postprocessing=not no_postprocess,
+        echo=typer.echo,
         progress=not quiet,
         missing_modality=missing_modality,
     )
@@ -280,11 +294,14 @@ def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
     app.command(
         "predict",
-        help="Predict every case of an input folder with the folds of a trained run. A case "
-        "needs only the channels the run reads. Labels are written in the dataset's source "
-        "convention (e.g. 0/1/2/4 for BraTS 2021) and recorded in the output folder's "
-        "labels.json, what produced each case in its prediction.json; cases already in the "
-        "output folder are skipped, so an interrupted run resumes.",
+        help="Predict every case of an input folder with the folds of a trained run (without "
+        "-f: the 5-fold ensemble when all five folds are trained). A case needs only the "
+        "channels the run reads. Post-processing by default: the run's cross-validation "
+        "decision, else its trainer's paper preset, else none (--no-postprocess, "
+        "--postprocessing FILE). Labels are written in the dataset's source convention (e.g. "
+        "0/1/2/4 for BraTS 2021) and recorded, with the post-processing, in the output "
+        "folder's labels.json, what produced each case in its prediction.json; cases already "
+        "in the output folder are skipped, so an interrupted run resumes.",
     )(predict)
     app.command("ensemble")(ensemble)
     app.command("export-model")(export_model)

@@ -9,6 +9,7 @@ probabilities, all through ``tumorseg.inference.export``.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,6 +43,29 @@ def common_cases(folders: list[Path]) -> list[str]:
     return sorted(set.intersection(*sets)) if sets else []
 
 
+def _load(path: Path, dataset_json: DatasetJson) -> tuple[np.ndarray, Any, str, Path]:
+    probabilities, geometry, activation = load_probabilities(path)
+    activation = activation or ("sigmoid" if dataset_json.has_regions else "softmax")
+    return probabilities, geometry, activation, path
+
+
+def region_probabilities(probabilities: np.ndarray, manager: LabelManager) -> np.ndarray:
+    """Softmax label probabilities ``(K, *S)`` (channel ``k`` = ``manager.values[k]``) as the
+    region probabilities ``(R, *S)`` of a sigmoid run: P(region) = sum over its labels."""
+    values = list(manager.values)
+    if len(values) != probabilities.shape[0]:
+        raise TumorsegError(
+            f"{probabilities.shape[0]} softmax outputs but the dataset has {len(values)} label "
+            "values; ensemble predictions of the same dataset only"
+        )
+    return np.stack(
+        [
+            probabilities[[values.index(v) for v in labels]].sum(0)
+            for _, labels in manager.foreground
+        ]
+    )
+
+
 def ensemble_folders(
     folders: list[Path],
     output: Path,
@@ -54,7 +78,9 @@ def ensemble_folders(
     Cases whose label map in ``output`` is complete (loads with the grid of the inputs) are
     skipped, so a rerun resumes. The activation is
     read from the files (``sigmoid`` for region datasets, ``softmax`` otherwise when absent); all
-    inputs of a case must agree on it and on the grid.
+    inputs of a case must agree on the grid, and on the activation except that on a region
+    dataset softmax label probabilities are summed into region probabilities to be averaged
+    with sigmoid ones (e.g. a ``pairing --set output=softmax`` run with a default run).
     """
     if len(folders) < 2:
         raise TumorsegError("ensembling needs at least two input folders; pass -i twice or more")
@@ -64,7 +90,8 @@ def ensemble_folders(
             f"no case has a .npz in all of {', '.join(str(f) for f in folders)}; "
             "predict with --save-probabilities first"
         )
-    prepare_folder(output, LabelManager.from_dataset_json(dataset_json))
+    manager = LabelManager.from_dataset_json(dataset_json)
+    prepare_folder(output, manager)
     written = []
     for case_id in cases:
         done = prediction_path(output, case_id, dataset_json)
@@ -76,12 +103,13 @@ def ensemble_folders(
         total: np.ndarray | None = None
         geometry = None
         activation = None
-        for folder in folders:
-            path = Path(folder) / f"{case_id}.npz"
-            probabilities, case_geometry, case_activation = load_probabilities(path)
-            case_activation = case_activation or (
-                "sigmoid" if dataset_json.has_regions else "softmax"
-            )
+        loaded = [_load(Path(folder) / f"{case_id}.npz", dataset_json) for folder in folders]
+        mixed = {a for _, _, a, _ in loaded} == {"sigmoid", "softmax"} and dataset_json.has_regions
+        for probabilities, case_geometry, case_activation, path in loaded:
+            if mixed and case_activation == "softmax":
+                # A softmax run beside region runs: its labels summed into region probabilities.
+                probabilities = region_probabilities(probabilities, manager)
+                case_activation = "sigmoid"
             if total is None:
                 total = probabilities
                 geometry = geometry_for(path, case_geometry, dataset_json)

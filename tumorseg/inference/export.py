@@ -4,7 +4,8 @@
 through this module. For a case ``CASE`` the output folder receives::
 
     labels.json         the folder's label record (``tumorseg.data.labels.record``): the
-                        dataset's labels and the convention of the files below
+                        dataset's labels and the convention of the files below; for
+                        ``predict``, also the post-processing applied and why
     prediction.json     (``predict``) what produced each case: ``record_predicted_case``
     CASE.npz            (optional) ``probabilities`` float16 (K, Z, Y, X) in the image's grid,
                         ``geometry_json`` (the Geometry as JSON text) and ``activation``
@@ -133,15 +134,21 @@ def probabilities_geometry(npz_path: Path, dataset_json: DatasetJson) -> Geometr
 
 
 def prepare_folder(
-    folder: Path, manager: LabelManager, convention: FileConvention | None = None
+    folder: Path,
+    manager: LabelManager,
+    convention: FileConvention | None = None,
+    postprocessing: dict[str, Any] | None = None,
 ) -> FileConvention:
     """Create ``folder`` and write (or check) its ``labels.json``; return the convention.
 
     ``convention`` None: the dataset's source convention, in which predictions are written.
+    ``postprocessing``: what was applied to the label maps and why (``predict`` records its
+    choice, ``ChosenPostprocessing.record()``); a rerun into the folder must apply the same.
     """
     convention = convention or manager.export_convention
     Path(folder).mkdir(parents=True, exist_ok=True)
-    write_label_record(Path(folder), manager, convention)
+    extra = {"postprocessing": postprocessing} if postprocessing is not None else None
+    write_label_record(Path(folder), manager, convention, extra)
     return convention
 
 

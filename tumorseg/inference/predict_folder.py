@@ -16,7 +16,7 @@ zero-filled.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -53,11 +53,14 @@ class CasePredictor(Protocol):
 
 @dataclass
 class FolderReport:
-    """Outcome of ``predict_folder``: case ids per outcome, failures with their message."""
+    """Outcome of ``predict_folder``: case ids per outcome, failures with their message; from
+    ``predict_with_run`` also which folds and which post-processing were used, in words."""
 
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    folds: str = ""
+    postprocessing: str = ""
 
 
 @dataclass(frozen=True)
@@ -162,11 +165,16 @@ def predict_folder(
     *,
     save_probabilities: bool = False,
     postprocessing: dict[str, Any] | None = None,
+    record: dict[str, Any] | None = None,
     progress: bool = True,
     channels: ChannelPolicy | None = None,
     settings: dict[str, Any] | None = None,
 ) -> FolderReport:
     """Predict ``cases`` into ``output``; cases whose label map is complete are skipped.
+
+    ``postprocessing`` is the decision applied to every label map; ``record`` what the folder's
+    ``labels.json`` says about it (``ChosenPostprocessing.record()``; a folder written with
+    another one is an error, so a resumed prediction cannot mix post-processings).
 
     Complete: it loads in full with the shape of the case's images (a truncated or otherwise
     broken file from an earlier run is predicted again and replaced). ``channels``: which
@@ -183,7 +191,7 @@ def predict_folder(
     output = Path(output)
     report = FolderReport()
     dataset_json = predictor.dataset_json
-    prepare_folder(output, LabelManager.from_dataset_json(dataset_json))
+    prepare_folder(output, LabelManager.from_dataset_json(dataset_json), postprocessing=record)
     bar = tqdm(cases, desc="predict", unit="case", disable=not progress, file=sys.stderr)
     policy = channels or ChannelPolicy()
     for case in bar:
@@ -236,32 +244,42 @@ def predict_with_run(
     backend: str = "torch",
     precision: str = "auto",
     save_probabilities: bool = False,
-    postprocessing: dict[str, Any] | None = None,
+    postprocessing: Path | dict[str, Any] | None = None,
+    run_postprocessing: bool = True,
+    echo: Callable[[str], None] | None = None,
     progress: bool = True,
     missing_modality: MissingModality = MissingModality.ERROR,
 ) -> FolderReport:
     """Predict every case of ``input_folder`` into ``output`` with the folds of a trained run.
 
     The run is found under ``results_root`` by dataset, configuration, trainer and plans (``run``
-    names the folder when runs with different settings exist); ``folds`` None: every fold with
-    the checkpoint. Cases need only the channels the run reads; ``missing_modality`` says what
-    happens when one lacks such a channel (see the module docstring). Labels are written in
-    the dataset's source convention, with the folder's ``labels.json`` and ``prediction.json``
-    (run, folds, TTA, post-processing, and each case's channels); cases already done are
-    skipped. ``tile_batch_size`` 0, ``optimize``, ``backend`` and ``precision``: as in
-    ``Predictor`` (the defaults are the command line's: automatic tile batch, bf16 where the CPU
-    has it natively and it measures faster).
+    names the folder when runs with different settings exist); ``folds`` None: the run's
+    default folds (``runs.locate.choose_folds``: the 5-fold ensemble when all five are
+    trained). Post-processing: ``postprocessing`` (a decision file or dict) when given, else,
+    with ``run_postprocessing``, the run's own (``postprocessing.run_decision``: its
+    cross-validation decision, else its trainer's paper preset, else none), else none. Which
+    folds and which post-processing are used is passed to ``echo`` before predicting, returned
+    in the report and recorded in the output's ``labels.json``. Cases need only the channels
+    the run reads; ``missing_modality`` says what happens when one lacks such a channel (see
+    the module docstring). Labels are written in the dataset's source convention, with the
+    folder's ``labels.json`` and ``prediction.json`` (run, folds, TTA, post-processing, and
+    each case's channels); cases already done are skipped. ``tile_batch_size`` 0,
+    ``optimize``, ``backend`` and ``precision``: as in ``Predictor`` (the defaults are the
+    command line's: automatic tile batch, bf16 where the CPU has it natively and it measures
+    faster).
     """
     from tumorseg.inference.predictor import Predictor
-    from tumorseg.runs.locate import find_fold_folders
+    from tumorseg.postprocessing.run_decision import choose_postprocessing
+    from tumorseg.runs.locate import find_folds
     from tumorseg.runs.trained import run_channels
 
-    fold_paths = find_fold_folders(
+    choice = find_folds(
         results_root, dataset, configuration, trainer, plans, run, folds, checkpoint
     )
+    fold_paths = choice.folders
     policy = ChannelPolicy(run_channels(fold_paths), MissingModality(missing_modality))
     predictor = Predictor(
-        fold_paths,
+        choice.folders,
         checkpoint=checkpoint,
         device=device,
         tta=tta,
@@ -271,20 +289,35 @@ def predict_with_run(
         backend=backend,
         precision=precision,
     )
+    hook = getattr(predictor.trainer, "postprocessing_preset", None)
+    chosen = choose_postprocessing(
+        choice.folders[0].parent,
+        LabelManager.from_dataset_json(predictor.dataset_json),
+        disabled=not run_postprocessing and postprocessing is None,
+        given=postprocessing,
+        preset=hook() if hook is not None else None,
+        trainer=predictor.trainer.name,
+    )
+    if echo is not None:
+        echo(f"folds: {choice.description}")
+        echo(f"post-processing: {chosen.reason}")
     cases = find_input_cases(input_folder, predictor.dataset_json)
     settings = prediction_settings(
-        fold_paths, checkpoint, tta, step_size, postprocessing, policy, predictor.dataset_json
+        fold_paths, checkpoint, tta, step_size, chosen.decision, policy, predictor.dataset_json
     )
-    return predict_folder(
+    report = predict_folder(
         predictor,
         cases,
         output,
         save_probabilities=save_probabilities,
-        postprocessing=postprocessing,
+        postprocessing=chosen.decision,
+        record=chosen.record(),
         progress=progress,
         channels=policy,
         settings=settings,
     )
+    report.folds, report.postprocessing = choice.description, chosen.reason
+    return report
 
 
 def prediction_settings(

@@ -2,13 +2,17 @@
 
 Greedy, one region at a time (WT, TC, ET for BraTS datasets, else the dataset's regions):
 
-1. candidates for the region: remove components under each of ``component_thresholds`` voxels,
-   and keep only the largest component (removed voxels get the enclosing region's label, see
-   ``components.enclosing_fill``);
+1. candidates for the region: remove components under each of ``component_thresholds`` voxels
+   (a size learned on CV, which keeps every component of a multifocal tumour above it), and
+   keep only the largest component (nnU-Net's rule); removed voxels get the enclosing region's
+   label, see ``components.enclosing_fill``;
 2. every candidate is applied on top of the steps accepted so far and scored on all cases;
 3. the best candidate (mean Dice of the region, ties broken by lower mean HD95) is accepted
    when it improves the region's mean Dice (or keeps it and lowers HD95) without lowering the
-   mean Dice over all regions;
+   mean Dice over all regions. Keeping the largest component is accepted only where CV
+   supports it for multifocal tumours too: it is rejected when it lowers the region's Dice of
+   any CV case whose reference region is multifocal (two or more components of at least
+   ``MULTIFOCAL_MIN_VOXELS``), however much it gains elsewhere;
 4. for BraTS datasets, the same for "small ET -> necrosis" with each of ``et_thresholds``.
 
 Regions and the enhancing / necrosis labels are the dataset's own (``LabelManager``: declared
@@ -29,18 +33,32 @@ from tumorseg.data.dataset_json import DatasetJson
 from tumorseg.data.labels import FileConvention, LabelManager, TumorLabel
 from tumorseg.errors import TumorsegError
 from tumorseg.evaluation.folders import resolve_labels
-from tumorseg.evaluation.metrics import region_metrics
+from tumorseg.evaluation.metrics import region_mask, region_metrics
 from tumorseg.evaluation.summary import check_geometry, pair_folders, read_label_file
-from tumorseg.postprocessing.components import enclosing_fill
+from tumorseg.postprocessing.components import enclosing_fill, label_components
 from tumorseg.postprocessing.rules import DECISION_VERSION, apply_postprocessing, apply_step
 from tumorseg.utils.atomic import write_json
 from tumorseg.utils.parallel import run_parallel
 
 COMPONENT_THRESHOLDS: tuple[int, ...] = (10, 50, 200, 1000)
 ET_THRESHOLDS: tuple[int, ...] = (50, 100, 200, 500, 1000)
+#: A reference region is multifocal when it has two or more components of at least this size.
+MULTIFOCAL_MIN_VOXELS = 10
 _EPS = 1e-6
 
 Scores = dict[str, dict[str, float]]  # {region: {"dice": mean, "hd95": mean}}
+#: One case: its scores under each candidate, and which regions its reference has multifocal.
+CaseResult = tuple[list[Scores], dict[str, bool]]
+
+
+def multifocal_regions(gt: np.ndarray, regions: Mapping[str, Sequence[int]]) -> dict[str, bool]:
+    """``{region: True}`` where the reference region has 2+ components of
+    ``MULTIFOCAL_MIN_VOXELS`` or more voxels."""
+    out = {}
+    for name, labels in regions.items():
+        _, sizes = label_components(region_mask(gt, list(labels)))
+        out[name] = int((sizes >= MULTIFOCAL_MIN_VOXELS).sum()) >= 2
+    return out
 
 
 def _case_scores(
@@ -51,8 +69,9 @@ def _case_scores(
     regions: dict[str, tuple[int, ...]],
     pred_mapping: Mapping[int, int] | None = None,
     gt_mapping: Mapping[int, int] | None = None,
-) -> list[Scores]:
-    """Dice and HD95 of one case under each candidate (None: the accepted steps only)."""
+) -> CaseResult:
+    """Dice and HD95 of one case under each candidate (None: the accepted steps only), and the
+    regions its reference has multifocal."""
     pred, geometry = read_label_file(pred_path, pred_mapping)
     gt, _ = read_label_file(gt_path, gt_mapping)
     base = apply_postprocessing(pred, {"steps": accepted}, geometry.spacing)
@@ -64,7 +83,7 @@ def _case_scores(
             out.append(base_scores)  # unchanged output: skip the distance transforms
         else:
             out.append(region_metrics(changed, gt, regions, geometry.spacing, ("dice", "hd95")))
-    return out
+    return out, multifocal_regions(gt, regions)
 
 
 def _mean_scores(
@@ -74,16 +93,33 @@ def _mean_scores(
     regions: dict[str, tuple[int, ...]],
     num_processes: int,
     mappings: tuple[Mapping[int, int] | None, Mapping[int, int] | None],
-) -> list[Scores]:
+) -> tuple[list[Scores], list[CaseResult]]:
+    """Mean scores per candidate, and every case's own results."""
     jobs = [(p, g, accepted, candidates, regions, *mappings) for p, g in pairs.values()]
-    per_case = run_parallel(_case_scores, jobs, num_processes)
-    return [
+    per_case: list[CaseResult] = run_parallel(_case_scores, jobs, num_processes)
+    means = [
         {
-            r: {m: float(np.mean([case[i][r][m] for case in per_case])) for m in ("dice", "hd95")}
+            r: {
+                m: float(np.mean([case[i][r][m] for case, _ in per_case]))
+                for m in ("dice", "hd95")
+            }
             for r in regions
         }
         for i in range(len(candidates))
     ]
+    return means, per_case
+
+
+def _cuts_multifocal(
+    per_case: Sequence[CaseResult], index: int, region: str, base_index: int
+) -> bool:
+    """True when candidate ``index`` lowers the region's Dice of a case whose reference region
+    is multifocal, against candidate ``base_index`` (the accepted steps alone)."""
+    return any(
+        multifocal[region]
+        and scores[index][region]["dice"] < scores[base_index][region]["dice"] - _EPS
+        for scores, multifocal in per_case
+    )
 
 
 def _overall_dice(scores: Scores) -> float:
@@ -136,7 +172,7 @@ def determine_from_pairs(
     identity = labels.file_mapping(FileConvention.INTERNAL)
     mappings = (pred_mapping or identity, gt_mapping or identity)
     accepted: list[dict[str, Any]] = []
-    (baseline,) = _mean_scores(pairs, accepted, [None], regions, num_processes, mappings)
+    (baseline,), _ = _mean_scores(pairs, accepted, [None], regions, num_processes, mappings)
     current = baseline
     tried: list[dict[str, Any]] = []
     stages = [
@@ -159,14 +195,30 @@ def determine_from_pairs(
             )
         )
     for region, candidates in stages:
-        scores = _mean_scores(pairs, accepted, list(candidates), regions, num_processes, mappings)
+        # The last entry (None) scores the accepted steps alone, per case, for the guard.
+        scores, per_case = _mean_scores(
+            pairs, accepted, [*candidates, None], regions, num_processes, mappings
+        )
+        base = len(candidates)
+        blocked = {
+            i
+            for i, c in enumerate(candidates)
+            if c["rule"] == "keep_largest_component"
+            and _cuts_multifocal(per_case, i, region, base)
+        }
         order = sorted(
             range(len(candidates)),
             key=lambda i: (-scores[i][region]["dice"], scores[i][region]["hd95"]),
         )
-        chosen = next((i for i in order if _improves(scores[i], current, region)), None)
+        chosen = next(
+            (i for i in order if i not in blocked and _improves(scores[i], current, region)),
+            None,
+        )
         for i, candidate in enumerate(candidates):
-            tried.append({"step": candidate, "scores": scores[i], "accepted": i == chosen})
+            entry = {"step": candidate, "scores": scores[i], "accepted": i == chosen}
+            if i in blocked:
+                entry["rejected"] = "lowers the Dice of a case with a multifocal reference"
+            tried.append(entry)
         if chosen is not None:
             accepted.append(candidates[chosen])
             current = scores[chosen]

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from tumorseg.constants import NUM_FOLDS
 from tumorseg.data.dataset_json import DatasetJson
 from tumorseg.errors import TumorsegError
 from tumorseg.paths import find_dataset
@@ -171,28 +172,69 @@ def _runs(dataset_folder: Path) -> str:
     return ", ".join(names) or "none"
 
 
-def fold_folders(run_folder: Path, folds: Sequence[str] | None, checkpoint: str) -> list[Path]:
-    """The fold folders to use: the given folds (each must have the checkpoint), or every
-    ``fold_*`` folder of the run holding ``checkpoint_<checkpoint>.pt``."""
+@dataclass(frozen=True)
+class FoldChoice:
+    """The fold folders a prediction uses and, in words, which and why (printed by predict)."""
+
+    folders: list[Path]
+    description: str
+
+
+def _fold_list(folders: Sequence[Path]) -> str:
+    return ",".join(p.name.removeprefix("fold_") for p in folders)
+
+
+def choose_folds(run_folder: Path, folds: Sequence[str] | None, checkpoint: str) -> FoldChoice:
+    """The fold folders to predict with, each holding ``checkpoint_<checkpoint>.pt``.
+
+    ``folds`` given: exactly those. None (no ``-f``): the ensemble of the cross-validation
+    folds 0..NUM_FOLDS-1 when all of them are trained (nnU-Net's default, and the 5-fold
+    ensemble of e.g. the pairing paper); else the cross-validation folds that are trained,
+    averaged; else ``fold_all`` (trained on every case). ``fold_all`` is never mixed with the
+    cross-validation folds by default: it has seen their validation cases.
+    """
     name = f"checkpoint_{checkpoint}.pt"
-    if folds is None:
-        found = [
-            p for p in sorted(run_folder.glob("fold_*")) if p.is_dir() and (p / name).is_file()
-        ]
-        if not found:
-            raise TumorsegError(
-                f"{run_folder}: no fold has {name}; finish training or choose --checkpoint"
-            )
-        return found
-    out = []
-    for fold in folds:
-        folder = run_folder / f"fold_{fold}"
-        if not (folder / name).is_file():
-            raise TumorsegError(
-                f"{folder / name}: not found; train fold {fold} or leave it out of -f"
-            )
-        out.append(folder)
-    return out
+    if folds is not None:
+        out = []
+        for fold in folds:
+            folder = run_folder / f"fold_{fold}"
+            if not (folder / name).is_file():
+                raise TumorsegError(
+                    f"{folder / name}: not found; train fold {fold} or leave it out of -f"
+                )
+            out.append(folder)
+        return FoldChoice(out, f"folds {_fold_list(out)} (given with -f)")
+    trained = [
+        run_folder / f"fold_{k}"
+        for k in range(NUM_FOLDS)
+        if (run_folder / f"fold_{k}" / name).is_file()
+    ]
+    everything = run_folder / "fold_all"
+    if len(trained) == NUM_FOLDS:
+        return FoldChoice(
+            trained,
+            f"folds {_fold_list(trained)}: the ensemble of all {NUM_FOLDS} cross-validation "
+            "folds (the default without -f)",
+        )
+    if trained:
+        missing = [str(k) for k in range(NUM_FOLDS) if run_folder / f"fold_{k}" not in trained]
+        return FoldChoice(
+            trained,
+            f"folds {_fold_list(trained)}: the trained cross-validation folds, averaged (the "
+            f"default without -f; folds {', '.join(missing)} are not trained, so this is not "
+            f"the {NUM_FOLDS}-fold ensemble)",
+        )
+    if (everything / name).is_file():
+        return FoldChoice(
+            [everything],
+            "fold all: the model trained on every case (no cross-validation fold is trained)",
+        )
+    raise TumorsegError(f"{run_folder}: no fold has {name}; finish training or choose --checkpoint")
+
+
+def fold_folders(run_folder: Path, folds: Sequence[str] | None, checkpoint: str) -> list[Path]:
+    """The fold folders of :func:`choose_folds`."""
+    return choose_folds(run_folder, folds, checkpoint).folders
 
 
 def find_fold_folders(
@@ -207,12 +249,28 @@ def find_fold_folders(
 ) -> list[Path]:
     """The fold folders of a trained run, found by dataset, configuration, trainer and plans.
 
-    ``folds`` are as the command line gives them (``["0,1", "3"]``, ``["all"]``; None: every
-    fold holding ``checkpoint``).
+    ``folds`` are as the command line gives them (``["0,1", "3"]``, ``["all"]``; None: the
+    default of :func:`choose_folds`).
     """
+    return find_folds(
+        results_root, dataset, configuration, trainer, plans, run, folds, checkpoint
+    ).folders
+
+
+def find_folds(
+    results_root: Path,
+    dataset: str,
+    configuration: str,
+    trainer: str,
+    plans: str,
+    run: str | None,
+    folds: str | Sequence[str] | None,
+    checkpoint: str,
+) -> FoldChoice:
+    """:func:`find_fold_folders` with the description of the choice (:func:`choose_folds`)."""
     dataset_folder = find_results_dataset(dataset, results_root)
     run_folder = find_run_folder(dataset_folder, trainer, plans, configuration, run)
-    return fold_folders(run_folder, parse_folds(folds), checkpoint)
+    return choose_folds(run_folder, parse_folds(folds), checkpoint)
 
 
 def dataset_json_for(reference: str, raw: Path, results: Path) -> DatasetJson:

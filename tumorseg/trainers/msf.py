@@ -6,15 +6,32 @@ decoder fuses skip ``x`` and upsampled ``y`` with the MSF module
 plain U-Net of the default trainer instead (the ablation: concatenation decoder, otherwise the
 same network).
 
-Inputs: any modality subset. ``modalities`` (comma-separated names, e.g. ``"T1c,FLAIR"`` as in
-the paper) picks channels by name among the run's channels ``context.channels``; empty = all of
-them. For 2.5d each chosen modality brings its ``2K + 1`` slices.
+Inputs: any modality subset. ``modalities`` (comma-separated names) picks channels by name
+among the run's channels ``context.channels``; empty = all of them (default). For 2.5d each
+chosen modality brings its ``2K + 1`` slices. ``modalities="T1c,FLAIR"`` is the paper-faithful
+choice: its data were the T1c and T2-FLAIR slices that contain lesion. The default stays all
+four modalities: tumorseg's datasets have them, T2 and T1 carry the edema and necrosis contrast
+that separates the BraTS regions, and the default trainer it is compared with sees all four, so
+a difference measures the network rather than the inputs.
+
+Paper settings, each a setting beside tumorseg's default (``benchmarks/seed_trainers_vs_default.py``
+compares both; BENCHMARKS.md says what has been measured):
+
+- optimiser (``optimizer``): ``"sgd"`` (default: the contract's SGD Nesterov 0.99 + poly from
+  the loop's ``initial_lr``, the optimiser the default trainer uses, so MSF and the plain
+  U-Net are compared under one optimiser; whether it also trains MSF better than Adam is not
+  measured yet) or ``"adam"``, as the paper trains, with
+  ``adam_lr`` (the paper gives none; 1e-3, PyTorch's default) and ``adam_schedule``
+  (``"constant"``, as the paper describes no schedule, or ``"poly"``, the loop's poly decay
+  with its warm-up);
+- sampling (``sampling``): ``"foreground"`` (default: nnU-Net's foreground oversampling, a third
+  of each batch on tumour, the rest anywhere, so the network also sees the tumour-free slices
+  it must leave empty at inference) or ``"lesion_slices"``: every training slice contains
+  tumour, as the paper's data (:class:`~tumorseg.trainers.sampling.LesionSlices`). Inference
+  still runs over every slice of the volume.
 
 Loss: Dice + BCE on sigmoid regions (BraTS) or Dice + CE on softmax labels, as the default
 trainer. Deep supervision is off by default because the paper's U-Net has none; it is a setting.
-The paper trains with Adam for 200 iterations; this trainer defines no optimisation hook, so it
-trains with the contract's default SGD + poly schedule and MSF is compared with the default
-trainer under one optimiser.
 
 Choices the paper leaves open (each a setting, see :mod:`tumorseg.networks.msf`): attention
 input ``msf_attention_input`` (``"merge"`` = the fused ``p1*x + p2*y + p3``, default, or
@@ -36,6 +53,15 @@ from tumorseg.networks import build_network
 from tumorseg.networks.msf_unet import MSFUNet
 from tumorseg.trainers.base import Batch, StepResult, TrainerContext
 from tumorseg.trainers.channels import input_indices, modality_positions, parse_modalities
+from tumorseg.trainers.hooks import SamplingSettings
+from tumorseg.trainers.optimization import (
+    LoopHyperparameters,
+    Optimization,
+    adam,
+    default_optimization,
+)
+from tumorseg.trainers.sampling import ForegroundOversampling, LesionSlices, SamplingPolicy
+from tumorseg.trainers.schedules import PolySchedule
 from tumorseg.trainers.segmentation import (
     SegmentationLoss,
     SegmentationSettings,
@@ -65,6 +91,15 @@ class MSFSettings(SegmentationSettings):
     msf_p3_init: float = 0.0
     # Deep supervision on the decoder stages (the paper's U-Net has none).
     deep_supervision: bool = False
+    # Optimiser: "sgd" (the loop's SGD Nesterov + poly, as the default trainer) or "adam" (paper).
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    # Adam's learning rate (the paper gives none: PyTorch's default).
+    adam_lr: float = 1e-3
+    # Adam's schedule: "constant" (the paper names none) or "poly" (the loop's poly + warm-up).
+    adam_schedule: Literal["constant", "poly"] = "constant"
+    # Patch sampling: "foreground" (nnU-Net's oversampling) or "lesion_slices" (paper: only
+    # slices that contain tumour).
+    sampling: Literal["foreground", "lesion_slices"] = "foreground"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -73,6 +108,8 @@ class MSFSettings(SegmentationSettings):
         if self.msf_spatial_kernel < 1 or self.msf_spatial_kernel % 2 == 0:
             raise ValueError("msf_spatial_kernel must be a positive odd number")
         parse_modalities(self.modalities, TrainerName.MSF.value, "modalities")
+        if self.adam_lr <= 0:
+            raise ValueError("adam_lr must be > 0")
 
 
 class MSFTrainer:
@@ -126,6 +163,24 @@ class MSFTrainer:
             msf_init=(s.msf_p1_init, s.msf_p2_init, s.msf_p3_init),
             msf_spatial_kernel=s.msf_spatial_kernel,
         )
+
+    def configure_optimization(self, network: nn.Module, loop: LoopHyperparameters) -> Optimization:
+        """SGD + poly (the contract's default) or Adam with a constant or poly rate."""
+        s = self.settings
+        if s.optimizer == "sgd":
+            return default_optimization(network, loop)
+        # Exponent 0: (1 - progress) ** 0 == 1 at every epoch, a constant rate.
+        exponent = loop.poly_exponent if s.adam_schedule == "poly" else 0.0
+        warmup = loop.warmup_fraction if s.adam_schedule == "poly" else 0.0
+        return Optimization(
+            adam(network.parameters(), s.adam_lr), PolySchedule(s.adam_lr, exponent, warmup)
+        )
+
+    def sampling_policy(self, loop: SamplingSettings) -> SamplingPolicy:
+        """nnU-Net's foreground oversampling, or lesion slices only (the paper's data)."""
+        if self.settings.sampling == "lesion_slices":
+            return LesionSlices()
+        return ForegroundOversampling(loop.oversample_foreground)
 
     def select_inputs(self, images: torch.Tensor) -> torch.Tensor:
         """``(B, C_run, *patch) -> (B, C_in, *patch)``: the channels of ``modalities``."""

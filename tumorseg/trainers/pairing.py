@@ -4,11 +4,22 @@ Network: :class:`tumorseg.networks.pairing.ModalityPairingNet`, two cross-connec
 branches (``branch_a`` FLAIR + T2, ``branch_b`` T1 + T1c, found by modality name) fused before
 the classifier, deep supervision on the fused outputs.
 
-Loss: ``dice_weight * Dice + ce_weight * (B)CE`` on the fused deep-supervision outputs (sigmoid
-regions with Dice + BCE for BraTS regions, softmax Dice + CE otherwise, as the default trainer)
+Loss: ``dice_weight * Dice + ce_weight * (B)CE`` on the fused deep-supervision outputs
 ``+ pairing_loss_weight * L_MP`` with weights 1, 1, 0.5 as in the paper. ``L_MP`` is the
 negative Pearson correlation (paper Eq. 4) between the two branches' tensors, per sample over
 all their elements, averaged over the batch (:func:`modality_pairing_loss`).
+
+Outputs (``output``):
+
+- ``"regions"`` (default): one sigmoid output per BraTS region (WT, TC, ET) with Dice + BCE, as
+  the default trainer (plain label datasets: softmax over their labels). The default because
+  it optimises exactly the overlapping regions BraTS scores, and it keeps pairing comparable
+  with the default trainer: an output-type difference would otherwise be measured as a
+  pairing effect;
+- ``"softmax"``: the paper's "4-class softmax classifier (background, ED, NET, ET)" with
+  softmax Dice (foreground labels) + CE; WT / TC / ET are aggregated from the arg-max label
+  for scoring, as the paper does. (The paper's loss paragraph says "binary cross entropy" and
+  its ensemble paragraph "sigmoid predictions", so the two settings cover both readings.)
 
 Choices the paper leaves open (each a setting):
 
@@ -19,17 +30,27 @@ Choices the paper leaves open (each a setting):
 - connection topology: concatenation, own branch first; encoder stages take both branches'
   previous outputs, decoder stages their own upsampled output plus both branches' skips
   (``cross_connections``; off = two independent U-Nets fused only before the head);
-- branch width (``feature_scale``): 0.5 x the plan's features per branch, so the two branches
-  together cost about the memory of the single U-Net the plan's patch was sized for (the
-  paper uses a full U-Net per branch on a 64 GB GPU; set 1.0 for that);
+- branch width (``feature_scale``): 0.5 x the plan's features per branch (default), so the two
+  branches together cost about the memory and the parameters of the single U-Net the plan's
+  patch was sized for, and a comparison with the default trainer is one at equal size;
+  ``feature_scale=1.0`` is the paper's full 3D U-Net per branch (trained on a 64 GB GPU), about
+  4x the parameters of the half width and 2x its activation memory. The network's parameter
+  count is recorded in ``train_config.json`` (``network.parameters``); on the CPU plans of
+  the 2 mm synthetic dataset (3d_fullres, patch 48 x 80 x 64, 32-128 features, five stages)
+  they are 4.0 M (``feature_scale=0.5``) and 16.0 M (``1.0``) against the default U-Net's
+  5.2 M, and one training step of the full width costs about 5x the default's CPU time
+  (BENCHMARKS.md);
 - warm-up: 20 of 1000 epochs in the paper, scaled to any run length as
   ``loop_defaults["warmup_fraction"] = 0.02`` (linear warm-up, then poly decay; SGD Nesterov
   from the loop);
 - post-processing (:meth:`PairingTrainer.postprocessing_preset`): components under 10 voxels
   removed, enhancing tumour below ``et_threshold`` voxels relabelled necrosis (the paper gives
-  no threshold; 200 voxels by default). It is not applied during training or validation;
-  apply it to predictions with ``tumorseg postprocess apply -i PRED -o OUT --preset pairing
-  --et-threshold N`` (or decide on cross-validation with ``tumorseg postprocess determine``).
+  no threshold; 200 voxels by default). It is not applied to the folds' validation (so
+  cross-validation can judge it); ``tumorseg predict`` applies it by default to a pairing run
+  that has no post-processing decided on its own cross-validation, and says so
+  (``--no-postprocess`` turns it off, ``--postprocessing FILE`` replaces it);
+- ensembling: the paper averages its five fold models; ``tumorseg predict`` without ``-f`` does
+  that for any run whose five folds are trained.
 """
 
 from __future__ import annotations
@@ -48,6 +69,7 @@ from tumorseg.trainers.segmentation import (
     SegmentationLoss,
     SegmentationSettings,
     full_resolution,
+    label_output_spec,
     output_spec,
 )
 
@@ -88,13 +110,17 @@ class PairingSettings(SegmentationSettings):
     nnU-Net), ``smooth`` and ``deep_supervision`` (on the fused outputs of every decoder stage,
     as in the paper) are the segmentation loss's."""
 
+    # Output type: "regions" (sigmoid WT/TC/ET, Dice + BCE, as the default trainer) or "softmax"
+    # (the paper's 4-class softmax over background, NET, ED, ET with Dice + CE).
+    output: Literal["regions", "softmax"] = "regions"
     # Modalities of branch A / B, comma-separated names (paper: FLAIR+T2 for the edema
     # contrast, T1+T1c for core and enhancement).
     branch_a: str = "FLAIR,T2"
     branch_b: str = "T1,T1c"
     # Cross-branch connections in encoder and decoder (the ablation switch).
     cross_connections: bool = True
-    # Per-branch features relative to the plan (0.5: two branches ~ one U-Net's memory).
+    # Per-branch features relative to the plan (0.5: two branches ~ one U-Net's size and
+    # memory; 1.0: the paper's full U-Net per branch).
     feature_scale: float = 0.5
     # Loss weight lambda_3 of the pairing loss (paper: 0.5, with lambda_1 = lambda_2 = 1).
     pairing_loss_weight: float = 0.5
@@ -130,7 +156,11 @@ class PairingTrainer:
     def __init__(self, context: TrainerContext, settings: PairingSettings | None = None) -> None:
         self.context = context
         self.settings = settings or PairingSettings()
-        self.spec = output_spec(context.dataset)
+        self.spec = (
+            label_output_spec(context.dataset)
+            if self.settings.output == "softmax"
+            else output_spec(context.dataset)
+        )
         self.output_activation: Literal["sigmoid", "softmax"] = self.spec.activation
         self.output_names: tuple[str, ...] = self.spec.names
         # Positions of each branch's modalities among the input channels.

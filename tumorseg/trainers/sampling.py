@@ -82,3 +82,31 @@ def random_location(
         return None
     label = sorted(present)[int(rng.integers(len(present)))]
     return [int(c) for c in present[label][int(rng.integers(len(present[label])))]]
+
+
+@dataclass(frozen=True)
+class LesionSlices:
+    """Lesion slices only, for 2d / 2.5d: every sample lies on a slice (axis 0) that contains
+    foreground, each such slice of the case equally likely, centred in-plane on one of that
+    slice's foreground voxels (so a patch smaller than the slice still shows the lesion).
+
+    Slices come from ``class_locations`` (a sample of each label's voxels, so a slice with very
+    little tumour may be missed). A case without foreground gets random centres: the loader
+    draws cases uniformly, so a case cannot be skipped here.
+    """
+
+    def centre(
+        self,
+        rng: np.random.Generator,
+        sample: int,
+        batch_size: int,
+        properties: Mapping[str, Any],
+    ) -> Centre:
+        del sample, batch_size  # every sample is treated alike
+        voxels = [v for located in properties.get("class_locations", {}).values() for v in located]
+        if not voxels:
+            return None
+        slices = sorted({int(v[0]) for v in voxels})
+        chosen = slices[int(rng.integers(len(slices)))]
+        on_slice = [v for v in voxels if int(v[0]) == chosen]
+        return [int(c) for c in on_slice[int(rng.integers(len(on_slice)))]]

@@ -19,6 +19,7 @@ import torch
 
 from tumorseg.constants import Configuration
 from tumorseg.data.dataset_json import DatasetJson
+from tumorseg.data.labels import LabelManager
 from tumorseg.errors import TumorsegError
 from tumorseg.trainers.base import StepResult, TrainerContext
 from tumorseg.trainers.deep_supervision import deep_supervision_loss
@@ -69,6 +70,29 @@ def output_spec(dataset: DatasetJson) -> OutputSpec:
             "renumber the labels 0..K-1 (background 0) or declare regions"
         )
     names = tuple(name for name, _ in by_value)
+    return OutputSpec("softmax", names, tuple((v,) for v in values[1:]))
+
+
+def label_output_spec(dataset: DatasetJson) -> OutputSpec:
+    """Softmax over every label value of the dataset, also when it declares regions.
+
+    For a BraTS region dataset that is background, necrosis, edema and enhancing tumour (the
+    4-class softmax of several published methods); the regions are aggregated from the arg-max
+    label for scoring (``LabelManager.probabilities_to_labels`` and the evaluation do that).
+    The values must be consecutive from 0 (channel ``k`` is label ``k``).
+    """
+    if not dataset.has_regions:
+        return output_spec(dataset)
+    manager = LabelManager.from_dataset_json(dataset)
+    values = manager.values
+    if values != tuple(range(len(values))):
+        raise TumorsegError(
+            f"dataset.json label values {list(values)} are not consecutive from 0; a softmax "
+            "output needs labels 0..K-1 (use the region outputs instead)"
+        )
+    tumour = manager.tumour_labels()
+    by_value = {v: label.name.lower() for label, v in tumour.items()} if tumour else {}
+    names = ("background", *(by_value.get(v, f"label_{v}") for v in values[1:]))
     return OutputSpec("softmax", names, tuple((v,) for v in values[1:]))
 
 

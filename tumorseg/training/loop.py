@@ -121,7 +121,7 @@ class Loop:
         """The run's settings with what the loop actually did: the schedule's epochs, the steps
         and validation batches per epoch used (a time budget shortens them; the requested
         values are kept under ``loop.requested``), the optimiser, schedule and sampling policy,
-        and what ``--pretrained`` copied."""
+        the network's size (``network``) and what ``--pretrained`` copied."""
         config = self.run.train_config()
         loop = config["loop"]
         loop["requested"] = {
@@ -135,6 +135,7 @@ class Loop:
         loop["optimization"] = self.optimization.describe()
         policy = sampling_policy_for(self.run.trainer, self.settings)
         loop["sampling"] = {"policy": type(policy).__name__, **_fields(policy)}
+        config["network"] = network_record(self.network)
         if self.state.pretrained is not None:
             config["pretrained"] = self.state.pretrained
         return config
@@ -358,6 +359,16 @@ class Loop:
         return train_it, val_it
 
 
+def network_record(network: nn.Module) -> dict[str, Any]:
+    """The network's class and parameter counts, for ``train_config.json`` (sizes of runs with
+    different trainers or widths are then comparable from their folders)."""
+    return {
+        "class": type(network).__name__,
+        "parameters": sum(p.numel() for p in network.parameters()),
+        "trainable_parameters": sum(p.numel() for p in network.parameters() if p.requires_grad),
+    }
+
+
 def _fields(obj: Any) -> dict[str, Any]:
     """A dataclass's fields as a dict (other objects: none)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
@@ -390,7 +401,8 @@ def _prepare(run: TrainingRun, echo: bool) -> None:
 
 
 def train(run: TrainingRun, *, resume: bool = False, echo: bool = True) -> Path:
-    """Train ``run``, write the final checkpoint and validate.
+    """Train ``run``, write the final checkpoint and validate; after the last fold of a
+    cross-validation, decide the run's post-processing on it.
 
     ``resume`` continues from the fold's final or latest checkpoint; otherwise a run whose loop
     settings name a ``pretrained`` checkpoint starts from its weights. Returns the fold folder.
@@ -419,12 +431,13 @@ def train(run: TrainingRun, *, resume: bool = False, echo: bool = True) -> Path:
         # the training cases would only cost time and report an optimistic figure.
         loop.log.log("fold all: no held-out cases, final validation skipped")
     elif loop.info.is_main:
-        from tumorseg.training.validation import validate_fold
+        from tumorseg.training.validation import decide_run_postprocessing, validate_fold
 
         summary = validate_fold(run, loop.network, loop.device, log=loop.log.log)
         loop.log.log(
             "validation mean: "
             + ", ".join(f"{r} Dice {m.get('dice')}" for r, m in summary["mean"].items())
         )
+        decide_run_postprocessing(run, log=loop.log.log)
     dist.shutdown(loop.info)
     return folder

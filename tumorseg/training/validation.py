@@ -104,3 +104,32 @@ def validate_fold(
             + ", ".join(f"{r} Dice {s['dice']:.4f}" for r, s in cases[case_id]["metrics"].items())
         )
     return build_summary(cases, regions, settings=settings, output=out / "summary.json")
+
+
+def decide_run_postprocessing(run: TrainingRun, log: Any = print) -> dict[str, Any] | None:
+    """After a fold's validation: once every fold of the run is validated, decide the run's
+    post-processing on its cross-validation (``postprocessing.run_decision``), which
+    ``tumorseg predict`` then applies by default. Needs the raw reference labels; returns the
+    decision, or None (logged) when a fold is missing or the references are not here."""
+    from tumorseg.postprocessing.rules import describe_steps
+    from tumorseg.postprocessing.run_decision import (
+        RUN_DECISION_FILE,
+        determine_run_postprocessing,
+        validation_folders,
+    )
+
+    if validation_folders(run.run_folder) is None:
+        return None
+    if run.raw_labels_folder is None:
+        log(
+            "all folds validated, but the raw labelsTr is not here: post-processing not decided "
+            "(run 'tumorseg find-best' where the raw dataset is)"
+        )
+        return None
+    decision = determine_run_postprocessing(run.run_folder, run.raw_labels_folder, run.dataset)
+    assert decision is not None
+    log(
+        f"post-processing decided on the cross-validation of all folds: "
+        f"{describe_steps(decision['steps'])} -> {run.run_folder / RUN_DECISION_FILE}"
+    )
+    return decision

@@ -5,9 +5,12 @@ training through ``tumorseg.inference.export``: ``CASE.nii.gz``, ``CASE.npz`` pr
 ``labels.json``), merges each run's folds, evaluates every run and every pair of runs
 (probabilities averaged) against the raw ``labelsTr`` on the cases all candidates share, ranks
 them by mean Dice over regions, decides post-processing for the best and writes
-``RESULTS/<Dataset>/find_best.json``. Intermediate summaries and ensemble predictions go to
-``RESULTS/<Dataset>/find_best/``. Every folder is read in the convention its ``labels.json``
-records (validation folders written before the record existed hold internal labels).
+``RESULTS/<Dataset>/find_best.json``. Every run whose five folds are validated also gets its own
+post-processing decided on its whole cross-validation (``RUN/postprocessing.json``, see
+``tumorseg.postprocessing.run_decision``), which ``tumorseg predict`` applies by default.
+Intermediate summaries and ensemble predictions go to ``RESULTS/<Dataset>/find_best/``. Every
+folder is read in the convention its ``labels.json`` records (validation folders written before
+the record existed hold internal labels).
 """
 
 from __future__ import annotations
@@ -207,6 +210,30 @@ def _evaluate(
     }
 
 
+def decide_run_postprocessings(
+    runs: Sequence[RunFolds], dataset_folder: Path, dj: DatasetJson, num_processes: int = 1
+) -> dict[str, str]:
+    """Every complete run's own post-processing, decided on its whole cross-validation (kept
+    when still current): ``{run: steps in words}`` (``predict`` applies it by default)."""
+    from tumorseg.postprocessing.run_decision import (
+        current_run_decision,
+        determine_run_postprocessing,
+    )
+
+    out = {}
+    for run in runs:
+        if run.missing_folds:
+            continue
+        decision, _ = current_run_decision(run.folder)
+        if decision is None:
+            decision = determine_run_postprocessing(
+                run.folder, dataset_folder / "labelsTr", dj, num_processes=num_processes
+            )
+        if decision is not None:
+            out[run.name] = describe_steps(decision["steps"])
+    return out
+
+
 def find_best(
     dataset_folder: Path,
     results_root: Path,
@@ -231,6 +258,7 @@ def find_best(
             "(fold_k/validation/*.nii.gz); train with 'tumorseg train' first or check the filters"
         )
     labels = case_files(dataset_folder / "labelsTr", dj.file_ending)
+    run_decisions = decide_run_postprocessings(runs, dataset_folder, dj, num_processes)
     predictions = {run.name: run.predictions() for run in runs}
     cases = sorted(set(labels).intersection(*(set(p) for p in predictions.values())))
     if not cases:
@@ -284,6 +312,7 @@ def find_best(
         "best": best["name"],
         "postprocessing": decision,
         "postprocessing_file": str(decision_path),
+        "run_postprocessing": run_decisions,
         "commands": usage_commands(
             dataset, members, decision, decision_path, manager.export_convention.value
         ),
@@ -320,6 +349,11 @@ def format_ranking(result: dict[str, Any]) -> str:
         f"best: {result['best']}; post-processing: "
         + format_steps(result["postprocessing"]["steps"])
     )
+    for run, steps in result.get("run_postprocessing", {}).items():
+        lines.append(
+            f"{run}: own post-processing (decided on its cross-validation, applied by "
+            f"'tumorseg predict' by default): {steps}"
+        )
     lines.append("to predict new cases:")
     lines.extend(f"  {command}" for command in result["commands"])
     return "\n".join(lines)

@@ -19,8 +19,10 @@ A folder without the record (label maps from elsewhere) is read by the rule of
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tumorseg.data.labels.conventions import FileConvention
 from tumorseg.data.labels.manager import LabelManager
@@ -38,11 +40,17 @@ class LabelRecord:
     convention: FileConvention
 
 
-def write_label_record(folder: Path, manager: LabelManager, convention: FileConvention) -> None:
+def write_label_record(
+    folder: Path,
+    manager: LabelManager,
+    convention: FileConvention,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
     """Write ``folder/labels.json`` atomically, or check the one there agrees.
 
     A folder already holding label maps of another dataset or convention is an error: mixing
-    them would make the record wrong for some files.
+    them would make the record wrong for some files. ``extra`` entries (e.g. the
+    ``postprocessing`` that ``predict`` applied) are recorded too and must agree as well.
     """
     folder = Path(folder)
     existing = read_label_record(folder)
@@ -53,6 +61,13 @@ def write_label_record(folder: Path, manager: LabelManager, convention: FileConv
                 f"or of another dataset ({existing.convention.value}, "
                 f"{existing.manager.describe(existing.convention)}); write to an empty folder"
             )
+        stored = json.loads((folder / LABEL_RECORD).read_text())
+        for key, value in (extra or {}).items():
+            if json.loads(json.dumps(value)) != stored.get(key):
+                raise TumorsegError(
+                    f"{folder / LABEL_RECORD}: this folder holds label maps written with another "
+                    f"{key} ({json.dumps(stored.get(key))[:160]}); write to an empty folder"
+                )
         return
     write_json(
         folder / LABEL_RECORD,
@@ -60,6 +75,7 @@ def write_label_record(folder: Path, manager: LabelManager, convention: FileConv
             "convention": convention.value,
             "description": manager.describe(convention),
             **manager.to_dict(),
+            **(extra or {}),
         },
     )
 

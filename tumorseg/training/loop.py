@@ -377,10 +377,10 @@ def _fields(obj: Any) -> dict[str, Any]:
 
 
 def _prepare(run: TrainingRun, echo: bool) -> None:
-    """The trainer's ``prepare_training`` hook and the reference images it produces. A fold
-    folder made here is removed again when the hook fails (e.g. a missing normal model), so a
-    refused run leaves nothing behind."""
-    created = [p for p in (run.run_folder, run.fold_folder) if not p.exists()]
+    """The trainer's ``prepare_training`` hook and the reference images it produces; nothing
+    (not even the fold folder) for a trainer without the hook."""
+    if getattr(run.trainer, "prepare_training", None) is None:
+        return
     run.fold_folder.mkdir(parents=True, exist_ok=True)
     log = ProgressLog(run.fold_folder, echo=echo, write=os.environ.get("RANK", "0") == "0").log
     preparation = TrainingPreparation(
@@ -389,15 +389,25 @@ def _prepare(run: TrainingRun, echo: bool) -> None:
         device=run.loop.device,
         log=log,
     )
+    producers = prepare_training_for(run.trainer, preparation)
+    cases = tuple(dict.fromkeys([*run.train_cases, *run.val_cases]))
+    for producer in producers:
+        ensure_references(run.data_folder, cases, producer, log)
+
+
+def _start(run: TrainingRun, echo: bool) -> Loop:
+    """Prepare the trainer and build the loop. Folders made on the way (the results dataset,
+    run and fold folders) are removed again when this fails (a missing normal model, a network
+    the plans cannot build), so a refused run leaves nothing behind."""
+    folders = (run.run_folder.parent, run.run_folder, run.fold_folder)
+    created = [folder for folder in folders if not folder.exists()]
     try:
-        producers = prepare_training_for(run.trainer, preparation)
+        _prepare(run, echo)
+        return Loop(run, echo=echo)
     except Exception:
         for folder in reversed(created):
             shutil.rmtree(folder, ignore_errors=True)
         raise
-    cases = tuple(dict.fromkeys([*run.train_cases, *run.val_cases]))
-    for producer in producers:
-        ensure_references(run.data_folder, cases, producer, log)
 
 
 def train(run: TrainingRun, *, resume: bool = False, echo: bool = True) -> Path:
@@ -408,8 +418,7 @@ def train(run: TrainingRun, *, resume: bool = False, echo: bool = True) -> Path:
     settings name a ``pretrained`` checkpoint starts from its weights. Returns the fold folder.
     Only rank 0 writes files; under torchrun every rank trains.
     """
-    _prepare(run, echo)
-    loop = Loop(run, echo=echo)
+    loop = _start(run, echo)
     folder = run.fold_folder
     final, latest = checkpoint_path(folder, "final"), checkpoint_path(folder, "latest")
     if loop.info.is_main:

@@ -44,6 +44,7 @@ _ROOTS = {
     "find-best": ("raw", "preprocessed", "results"),
     "normal-appearance": ("raw", "results"),
     "evaluate": ("raw",),
+    "postprocess": (),
 }
 
 
@@ -114,6 +115,14 @@ def test_predict_ensemble_evaluate_find_best_export_install(
     assert _cli(roots, "evaluate", str(out), str(reference), "-d", "1") == 0
     assert (out / "summary.json").is_file()
     assert _cli(roots, "find-best", "1", "-c", "2.5d", "-tr", "clfc") == 0
+    decision = roots.results / "Dataset001_Tiny" / "find_best.json"
+    processed = tmp_path / "post"
+    assert _cli(roots, "postprocess", "apply", "-i", str(out), "-o", str(processed),
+                "--decision", str(decision)) == 0  # fmt: skip
+    post_label, post_geometry = read_image(processed / "tiny_000.nii.gz")
+    assert post_geometry == geometry
+    # Post-processing only removes or relabels tumour voxels: never adds any.
+    assert np.count_nonzero(post_label) <= np.count_nonzero(label)
 
     archive = tmp_path / "clfc.zip"
     assert _cli(roots, "export-model", "1", "-c", "2.5d", "-tr", "clfc", "-f", "0,1",

@@ -43,6 +43,23 @@ def test_healthy_t1_of_a_dataset_is_its_t1_channel(raw_with_healthy: Path) -> No
     assert all(i.path.name.endswith("_0000.nii.gz") for i in images)  # T1 is channel 0
 
 
+def test_healthy_from_another_dataset_uses_its_own_t1_channel(roots: Roots) -> None:
+    """``"healthy": <path of another raw dataset>``: its ``imagesTr``, T1 by its channel names."""
+    patients = write_tiny_dataset(roots.raw, dataset_id=5)
+    ixi = roots.raw / "Dataset006_Healthy"
+    files = write_healthy(ixi / "imagesTr", channels=2)
+    (ixi / "dataset.json").write_text(json.dumps({
+        "channel_names": {"0": "T2", "1": "T1"}, "labels": {"background": 0},
+        "numTraining": len(files), "file_ending": ".nii.gz",
+    }))  # fmt: skip
+    data = json.loads((patients / "dataset.json").read_text())
+    data["healthy"] = "../Dataset006_Healthy"
+    (patients / "dataset.json").write_text(json.dumps(data))
+    images = healthy_t1_images(patients)
+    assert [i.subject for i in images] == ["HEALTHY_000", "HEALTHY_001"]
+    assert all(i.path.name.endswith("_0001.nii.gz") for i in images)  # T1 is its channel 1
+
+
 def test_healthy_from_a_folder_or_a_file(tmp_path: Path) -> None:
     files = write_healthy(tmp_path / "t1s", channels=1)
     assert [i.path for i in healthy_t1_images(None, tmp_path / "t1s")] == files

@@ -28,7 +28,12 @@ from tumorseg.errors import TumorsegError
 from tumorseg.planning.plans import PLANS_SCHEMA_VERSION, ConfigurationPlan, NetworkTopology, Plans
 from tumorseg.trainers import TRAINERS, build_trainer, trainer_names
 from tumorseg.trainers.base import StepResult, TrainerContext
-from tumorseg.trainers.hooks import declared_inputs, optimization_for, sampling_policy_for
+from tumorseg.trainers.hooks import (
+    declared_inputs,
+    optimization_for,
+    sampling_policy_for,
+    target_outputs,
+)
 from tumorseg.trainers.inputs import (
     BATCH_KEYS,
     BatchInput,
@@ -66,17 +71,26 @@ def tiny_configuration(name: str) -> ConfigurationPlan:
     )
 
 
+#: Every tiny dataset declares a recurrence target (additive: trainers that do not ask for it
+#: never see it), so trainers that need one are covered too.
+TARGETS = {"recurrence": "recurrenceTr"}
+
+
 def softmax_dataset_json() -> DatasetJson:
     return DatasetJson(
         channel_names=dict(enumerate(CHANNELS)),
         labels={"background": 0, "necrosis": 1, "edema": 2, "enhancing": 3},
         num_training=4,
+        targets=dict(TARGETS),
     )
 
 
 def tiny_context(configuration: str, dataset: DatasetJson | None = None) -> TrainerContext:
-    """A hand-built context: BraTS regions by default, all four channels."""
-    dataset = dataset or brats_dataset_json(CHANNELS, 4, LabelConvention.BRATS2023, name="Tiny")
+    """A hand-built context: BraTS regions (and a recurrence target) by default, all four
+    channels."""
+    dataset = dataset or brats_dataset_json(
+        CHANNELS, 4, LabelConvention.BRATS2023, name="Tiny", targets=TARGETS
+    )
     config = tiny_configuration(configuration)
     plans = Plans(
         schema_version=PLANS_SCHEMA_VERSION,
@@ -124,7 +138,7 @@ CASES = [
     if config in cls.supported_configurations
 ]
 DATASETS = {
-    "regions": lambda: brats_dataset_json(CHANNELS, 4, LabelConvention.BRATS2023),
+    "regions": lambda: brats_dataset_json(CHANNELS, 4, LabelConvention.BRATS2023, targets=TARGETS),
     "labels": softmax_dataset_json,
 }
 
@@ -146,7 +160,10 @@ def test_builds_forwards_and_learns(
     context = tiny_context(configuration, dataset)
     trainer = build_trainer(name.value, context)
     assert trainer.name == name.value
-    assert trainer.output_activation == ("sigmoid" if dataset.has_regions else "softmax")
+    # Segmentation outputs follow the dataset; target outputs (one sigmoid channel per extra
+    # target) need sigmoid channels throughout.
+    expected = "sigmoid" if dataset.has_regions or target_outputs(trainer) else "softmax"
+    assert trainer.output_activation == expected
     check_step_contract(trainer, context)
 
 

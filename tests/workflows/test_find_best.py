@@ -139,3 +139,17 @@ def test_find_best_command_prints_ranking(roots: Roots) -> None:
     empty = CliRunner().invoke(app, [*args, "-c", "3d_lowres"])
     assert empty.exit_code == 1
     assert "no run with validation predictions" in empty.output
+
+
+def test_runs_of_different_activations_are_not_ensembled(roots: Roots) -> None:
+    # A recurrence run (sigmoid outputs) beside a softmax run of the same dataset: their
+    # probabilities do not average into either, so only the single runs are ranked.
+    dataset = write_tiny_dataset(roots.raw, n_cases=2)
+    _write_run(roots.results, RUN_A, dataset, degrade=False)
+    _write_run(roots.results, "recurrence__tumorsegPlans__2d", dataset, degrade=True)
+    for run, activation in ((RUN_A, "softmax"), ("recurrence__tumorsegPlans__2d", "sigmoid")):
+        for fold in ("fold_0", "fold_1"):
+            config = roots.results / dataset.name / run / fold / "train_config.json"
+            config.write_text(json.dumps({"output_activation": activation}))
+    names = {c["name"] for c in find_best(dataset, roots.results)["ranking"]}
+    assert names == {RUN_A, "recurrence__tumorsegPlans__2d"}

@@ -93,17 +93,46 @@ def evaluate(
             show_default=False,
         ),
     ] = None,
+    time1: Annotated[
+        Path | None,
+        typer.Option(
+            "--time1",
+            help="Recurrence: time point 1 label maps whose tumour core the margin baselines "
+            "grow (default: GT, or the dataset's labelsTr when PRED is a recurrence folder).",
+            show_default=False,
+        ),
+    ] = None,
+    recurrence_gt: Annotated[
+        Path | None,
+        typer.Option(
+            "--recurrence-gt",
+            help="Recurrence: the true recurrence maps for PRED/recurrence (default: the "
+            "dataset's recurrence target folder, e.g. recurrenceTr).",
+            show_default=False,
+        ),
+    ] = None,
     raw: RawOption = DEFAULT_RAW,
 ) -> None:
-    """Evaluate predictions against references: Dice, HD95 (mm), sensitivity, specificity."""
+    """Evaluate predictions against references: Dice, HD95 (mm), sensitivity, specificity.
+
+    A recurrence run's predictions (PRED/recurrence/) are scored too: Dice, HD95, sensitivity
+    and the coverage of the true recurrence by the prediction, by an equal-volume margin and by
+    the 15 mm CTV margin around the time point 1 tumour core. PRED may also be a folder of
+    recurrence maps itself (GT: the true recurrence maps).
+    """
+    from tumorseg.data.targets import target_of_folder
     from tumorseg.evaluation.folders import evaluate_predictions
     from tumorseg.evaluation.summary import format_means
 
+    dataset_folder = _dataset(dataset, raw.expanduser().resolve())
+    if target_of_folder(pred) is not None:
+        _evaluate_recurrence(pred, gt, time1, dataset_folder, None, output, num_processes)
+        return
     try:
         summary = evaluate_predictions(
             pred,
             gt,
-            dataset_folder=_dataset(dataset, raw.expanduser().resolve()),
+            dataset_folder=dataset_folder,
             regions=regions,
             convention=convention,
             gt_convention=gt_convention,
@@ -125,6 +154,73 @@ def evaluate(
             f"note: {len(summary['missing_predictions'])} reference case(s) have no "
             "prediction and were not evaluated"
         )
+    _recurrence_beside(pred, gt, time1, recurrence_gt, dataset_folder, settings, num_processes)
+
+
+def _recurrence_beside(
+    pred: Path,
+    gt: Path,
+    time1: Path | None,
+    recurrence_gt: Path | None,
+    dataset_folder: Path | None,
+    settings: dict[str, Any],
+    num_processes: int,
+) -> None:
+    """Score PRED/recurrence/ when a recurrence run wrote it (time point 1 labels: GT)."""
+    from tumorseg.data.targets import RECURRENCE, target_folders, target_of_folder
+    from tumorseg.evaluation.folders import recurrence_references
+
+    maps = target_folders(pred, RECURRENCE)[0]
+    if target_of_folder(maps) != RECURRENCE:
+        return
+    reference = recurrence_references(gt, dataset_folder, recurrence_gt)
+    if reference is None:
+        typer.echo(
+            f"note: {maps} not scored: no true recurrence maps found; give -d DATASET (with a "
+            "recurrence target folder) or --recurrence-gt FOLDER"
+        )
+        return
+    convention = None if time1 is not None else FileConvention(settings["reference_convention"])
+    _evaluate_recurrence(
+        maps, reference, time1 or gt, dataset_folder, convention, None, num_processes
+    )
+
+
+def _evaluate_recurrence(
+    maps: Path,
+    reference: Path,
+    time1: Path | None,
+    dataset_folder: Path | None,
+    convention: FileConvention | None,
+    output: Path | None,
+    num_processes: int,
+) -> None:
+    from tumorseg.evaluation.folders import evaluate_recurrence_maps
+    from tumorseg.evaluation.recurrence import format_recurrence
+
+    if time1 is None:
+        if dataset_folder is None:
+            raise TumorsegError(
+                f"{maps}: scoring recurrence maps needs the time point 1 labels for the margin "
+                "baselines; give -d DATASET (its labelsTr) or --time1 FOLDER"
+            )
+        time1 = Path(dataset_folder) / "labelsTr"
+    try:
+        summary = evaluate_recurrence_maps(
+            maps,
+            reference,
+            time1,
+            dataset_folder=dataset_folder,
+            time1_convention=convention,
+            output=output,
+            num_processes=num_processes,
+        )
+    except TumorsegError as exc:
+        _problems(exc)
+    typer.echo(format_recurrence(summary))
+    target = Path(output) if output is not None else maps
+    written = target if target.suffix == ".json" else target / "summary.json"
+    typer.echo(f"recurrence summary: {written}")
 
 
 def compare(

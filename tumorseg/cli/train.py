@@ -66,7 +66,11 @@ def train(
     ] = False,
     pretrained: Annotated[
         Path | None,
-        typer.Option("--pretrained", help="Initialise from this checkpoint's matching weights."),
+        typer.Option(
+            "--pretrained",
+            help="Initialise from a run folder (its fold_all, or its only fold), a fold folder "
+            "or a checkpoint file: transfer learning; the trainer decides what is copied.",
+        ),
     ] = None,
     seed: Annotated[
         int | None, typer.Option("--seed", help="Seed of weights, sampling and augmentation.")
@@ -117,13 +121,11 @@ def train(
         loop_values["time_budget_s"] = parse_duration(time_budget)
     if validation_tta:
         loop_values["validation_tta"] = True
-    if pretrained is not None and not pretrained.is_file():
-        from tumorseg.errors import bad_file
-
-        raise bad_file(pretrained, "checkpoint not found", "check the --pretrained path")
     if pretrained is not None:
+        from tumorseg.runs.checkpoint import resolve_checkpoint
+
         # Absolute, so the run's identity does not depend on the working directory.
-        loop_values["pretrained"] = str(pretrained.resolve())
+        loop_values["pretrained"] = str(resolve_checkpoint(pretrained).resolve())
     run = prepare_run(
         roots(raw, preprocessed, results),
         dataset,

@@ -9,7 +9,9 @@ spacing, foreground size) and a summary. Checks:
   or target without images; no stray file names;
 - all files of a case are readable (a truncated ``.gz`` is caught), 3D and on one grid
   (``Geometry.mismatch`` with a tolerance), images hold no NaN/Inf;
-- label values are among the declared ones, extra targets (``"targets"``) are binary;
+- label values are among the declared ones, extra targets (``"targets"``) are binary and lie
+  inside the brain (nonzero voxels) of the case's images (at most 1% outside:
+  ``tumorseg.data.coregistration``);
 - declared healthy references are readable (headers only).
 """
 
@@ -24,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from tumorseg.data.coregistration import brain_region, outside_brain, outside_problem
 from tumorseg.data.dataset_json import DatasetJson
 from tumorseg.data.io import Geometry, read_geometry, read_image
 from tumorseg.data.raw_dataset import RawCase, RawDataset
@@ -187,6 +190,7 @@ def check_case(
     """Check the files of one case; return (problem lines, facts). Top level so it pickles."""
     problems: list[str] = []
     ref: tuple[Path, Geometry] | None = None
+    images: list[np.ndarray] = []  # kept only while the case has targets to check against
     for index, path in enumerate(case.images):
         if not path.is_file():
             problems.append(
@@ -199,6 +203,8 @@ def check_case(
             continue
         geometry = read[1]
         _same_grid(ref, path, geometry, tolerance, problems)
+        if case.targets and split == "imagesTr":
+            images.append(read[0])
         ref = ref or (path, geometry)
     foreground = None
     if case.label is not None:
@@ -221,7 +227,10 @@ def check_case(
         elif (read := _read(path, problems)) is not None:
             mask, geometry = read
             _same_grid(ref, path, geometry, tolerance, problems)
-            if (line := target_problem(path, name, mask)) is not None:
+            line = target_problem(path, name, mask)
+            if line is None and images:
+                line = target_outside_problem(path, mask, images)
+            if line is not None:
                 problems.append(line)
     grid = ref[1] if ref is not None else None
     voxel_ml = float(np.prod(grid.spacing)) / 1000 if grid is not None else None
@@ -234,6 +243,15 @@ def check_case(
         foreground * voxel_ml if foreground is not None and voxel_ml is not None else None,
     )
     return problems, info
+
+
+def target_outside_problem(path: Path, mask: np.ndarray, images: list[np.ndarray]) -> str | None:
+    """The line for a target lying more than 1% outside the images' brain (nonzero voxels)."""
+    same_grid = [image for image in images if image.shape == mask.shape]
+    brain = brain_region(same_grid) if same_grid else None
+    if brain is None or not brain.any():
+        return None  # blank or mismatched images (reported elsewhere): nothing to compare with
+    return outside_problem(str(path), *outside_brain(mask, brain))
 
 
 def _layout_problems(ds: RawDataset) -> list[str]:

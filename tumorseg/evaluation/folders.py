@@ -6,6 +6,9 @@ comes from its option, else its ``labels.json``, else ``default_convention`` (th
 ``labelsTr`` is read as internal, other folders in the dataset's source convention). So
 ``evaluate PRED labelsTr -d ID`` on ``predict``'s output scores exactly what the right
 ``--convention`` options would.
+
+Recurrence maps (``tumorseg.data.targets``) are scored by :func:`evaluate_recurrence_maps`: the
+paper's metrics and the coverage of the true recurrence beside the margin baselines.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from tumorseg.data.labels import (
     default_convention,
     read_label_record,
 )
+from tumorseg.data.targets import RECURRENCE
+from tumorseg.evaluation.recurrence import evaluate_recurrence
 from tumorseg.evaluation.summary import case_files, evaluate_folders, evaluate_pairs
 
 
@@ -112,4 +117,87 @@ def evaluate_predictions(
     missing = sorted(set(gts) - set(preds))
     return evaluate_pairs(
         pairs, spec, target, num_processes, missing_predictions=missing, **options
+    )
+
+
+# ---- recurrence maps ---------------------------------------------------------------------------
+def time1_core_labels(manager: LabelManager) -> tuple[int, ...]:
+    """Dataset values of the time point 1 tumour core: the BraTS tumour core where the dataset
+    declares the BraTS regions, else every foreground label."""
+    regions = manager.brats_regions()
+    if regions is not None:
+        return tuple(regions["TC"])
+    return tuple(v for v in manager.values if v != 0)
+
+
+def case_images(dataset_folder: Path | None, case_ids: list[str]) -> dict[str, list[Path]]:
+    """The time point 1 image files of each case found in the raw dataset (imagesTr, then
+    imagesTs); cases without any are left out."""
+    if dataset_folder is None:
+        return {}
+    from tumorseg.data.raw_dataset import RawDataset
+
+    raw = RawDataset.open(Path(dataset_folder))
+    out = {}
+    for case_id in case_ids:
+        for split in ("imagesTr", "imagesTs"):
+            paths = [p for p in raw.case(case_id, split).images if p.is_file()]
+            if paths:
+                out[case_id] = paths
+                break
+    return out
+
+
+def recurrence_references(
+    gt: Path, dataset_folder: Path | None, reference: Path | None = None
+) -> Path | None:
+    """Where the true recurrence maps are: ``reference``, else the dataset's recurrence target
+    folder (``-d``), else the one beside ``gt`` when ``gt`` is a dataset's labelsTr."""
+    if reference is not None:
+        return Path(reference)
+    for folder in (dataset_folder, Path(gt).parent):
+        if folder is not None and (Path(folder) / "dataset.json").is_file():
+            targets = DatasetJson.read(Path(folder)).targets
+            if RECURRENCE in targets and (Path(folder) / targets[RECURRENCE]).is_dir():
+                return Path(folder) / targets[RECURRENCE]
+    return None
+
+
+def evaluate_recurrence_maps(
+    maps: Path,
+    reference: Path,
+    time1: Path,
+    *,
+    dataset_folder: Path | None = None,
+    time1_convention: FileConvention | None = None,
+    output: Path | None = None,
+    num_processes: int = 1,
+    file_ending: str | None = None,
+) -> dict[str, Any]:
+    """Score the recurrence maps in ``maps`` against ``reference``, with the margin baselines
+    around the tumour core of the time point 1 labels in ``time1`` (see
+    :mod:`tumorseg.evaluation.recurrence`). The time point 1 labels are read in their folder's
+    convention (``labels.json``, else internal for a dataset's ``labelsTr``)."""
+    if dataset_folder is not None:
+        manager = LabelManager.from_dataset_json(DatasetJson.read(Path(dataset_folder)))
+    else:
+        record = read_label_record(time1)
+        manager = record.manager if record is not None else LabelManager.internal()
+    convention = time1_convention or default_convention(time1, manager, dataset_folder)
+    if file_ending is None:
+        file_ending = ".nii.gz"
+        if dataset_folder is not None:
+            file_ending = DatasetJson.read(Path(dataset_folder)).file_ending
+    cases = sorted(case_files(Path(maps), file_ending))
+    return evaluate_recurrence(
+        maps,
+        reference,
+        time1,
+        core_labels=time1_core_labels(manager),
+        time1_mapping=manager.file_mapping(convention),
+        images=case_images(dataset_folder, cases),
+        file_ending=file_ending,
+        output=output,
+        num_processes=num_processes,
+        settings={"time1_convention": convention.value, "reference": str(reference)},
     )

@@ -18,9 +18,16 @@ through this module. For a case ``CASE`` the output folder receives::
                         see ``uncertainty_path``. A sub-folder, so that commands listing the
                         folder's ``CASE<file_ending>`` label maps never take one for a case.
 
+and, for a trainer that also predicts extra targets (``target_outputs``, e.g. the recurrence
+region; see ``tumorseg.data.targets``), per target ``T``::
+
+    T/CASE<file_ending>              binary map (uint8 0/1, probability > 0.5), T/labels.json
+    T_probability/CASE<file_ending>  probability map (float32), both in the input geometry
+
 A command that writes a folder calls ``prepare_folder`` (the record) once, then
-``write_prediction`` / ``write_labels`` per case. The label map is written last and read back in
-full before it is renamed into place, so an existing label map that loads with the expected
+``write_prediction`` / ``write_labels`` per case. ``CASE.npz`` holds the segmentation channels
+only. The label map is written last (after the target maps) and read back in full before it is
+renamed into place, so an existing label map that loads with the expected
 shape means the case is complete (a rerun skips it; ``is_finished``). Everything is written
 atomically.
 """
@@ -38,6 +45,7 @@ import numpy as np
 from tumorseg.data.dataset_json import DatasetJson
 from tumorseg.data.io import Geometry, image_is_complete, read_geometry, write_image
 from tumorseg.data.labels import FileConvention, LabelManager, write_label_record
+from tumorseg.data.targets import target_folders, target_label_manager
 from tumorseg.errors import bad_file
 from tumorseg.postprocessing import apply_postprocessing
 from tumorseg.utils.atomic import atomic_path, write_json
@@ -168,6 +176,32 @@ def write_labels(
     return path
 
 
+def write_target_maps(
+    folder: Path,
+    case_id: str,
+    name: str,
+    probability: np.ndarray,
+    geometry: Geometry,
+    file_ending: str = ".nii.gz",
+) -> tuple[Path, Path]:
+    """Write target ``name``'s probability ``(Z, Y, X)`` and its binary map (> 0.5) of a case
+    under ``folder`` (layout in the module docstring); return ``(binary, probability)`` paths.
+
+    The binary folder's ``labels.json`` is written (or checked) first; both files are read
+    back in full before they are renamed into place.
+    """
+    binary_folder, probability_folder = target_folders(Path(folder), name)
+    binary_folder.mkdir(parents=True, exist_ok=True)
+    probability_folder.mkdir(parents=True, exist_ok=True)
+    write_label_record(binary_folder, target_label_manager(name), FileConvention.INTERNAL)
+    probability = np.clip(np.asarray(probability, dtype=np.float32), 0.0, 1.0)
+    probability_path = probability_folder / f"{case_id}{file_ending}"
+    binary_path = binary_folder / f"{case_id}{file_ending}"
+    write_image(probability_path, probability, geometry, check=True)
+    write_image(binary_path, (probability > 0.5).astype(np.uint8), geometry, check=True)
+    return binary_path, probability_path
+
+
 def write_prediction(
     folder: Path,
     case_id: str,
@@ -178,13 +212,16 @@ def write_prediction(
     *,
     save_probabilities: bool = False,
     postprocessing: dict[str, Any] | None = None,
+    target_outputs: Sequence[str] = (),
 ) -> Path:
     """Write the label map of one case (and optionally its probabilities); return its path.
 
     In the dataset's source convention: the folder's record is ``prepare_folder``'s job.
-    ``probabilities`` are ``(K, Z, Y, X)`` in the grid of ``geometry``. ``postprocessing`` is a
-    decision from ``determine_postprocessing``, applied to the dataset's label values before
-    they are mapped to the source convention.
+    ``probabilities`` are ``(K + T, Z, Y, X)`` in the grid of ``geometry``: ``K`` segmentation
+    channels, then one sigmoid channel per name of ``target_outputs`` (written by
+    :func:`write_target_maps`). ``postprocessing`` is a decision from
+    ``determine_postprocessing``, applied to the dataset's label values before they are mapped
+    to the source convention.
     """
     if tuple(probabilities.shape[1:]) != tuple(geometry.shape):
         raise ValueError(
@@ -192,6 +229,17 @@ def write_prediction(
         )
     folder = Path(folder)
     manager = LabelManager.from_dataset_json(dataset_json)
+    n_segmentation = probabilities.shape[0] - len(target_outputs)
+    for i, name in enumerate(target_outputs):
+        write_target_maps(
+            folder,
+            case_id,
+            name,
+            probabilities[n_segmentation + i],
+            geometry,
+            dataset_json.file_ending,
+        )
+    probabilities = probabilities[:n_segmentation]
     if save_probabilities:
         write_probabilities(folder / f"{case_id}.npz", probabilities, geometry, activation)
     labels = manager.probabilities_to_labels(probabilities, activation)

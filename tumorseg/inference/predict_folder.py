@@ -51,6 +51,11 @@ class CasePredictor(Protocol):
     def predict_case(self, images: list[np.ndarray], geometry: Geometry) -> np.ndarray: ...
 
 
+def _target_outputs(predictor: CasePredictor) -> tuple[str, ...]:
+    """The predictor's extra-target channels (``Predictor.target_outputs``; none for others)."""
+    return tuple(getattr(predictor, "target_outputs", ()))
+
+
 @dataclass
 class FolderReport:
     """Outcome of ``predict_folder``: case ids per outcome, failures with their message; from
@@ -184,7 +189,8 @@ def predict_folder(
 
     A case that fails with a user error (missing channel, unreadable file, mismatched grids) is
     reported as one ``error: CASE: ...`` line on stderr and the others still run; the report
-    lists it under ``failed``.
+    lists it under ``failed``. A run that predicts extra targets (the recurrence trainer) also
+    writes their probability and binary maps (``tumorseg.inference.export.write_target_maps``).
     """
     from tqdm import tqdm
 
@@ -214,6 +220,7 @@ def predict_folder(
                 predictor.activation,
                 save_probabilities=save_probabilities,
                 postprocessing=postprocessing,
+                target_outputs=_target_outputs(predictor),
             )
         except TumorsegError as exc:
             report.failed[case.case_id] = str(exc)

@@ -22,6 +22,7 @@ from tumorseg.data.io import Geometry
 from tumorseg.errors import TumorsegError
 from tumorseg.inference.sliding_window import sliding_window_predict
 from tumorseg.planning.plans import ConfigurationPlan
+from tumorseg.trainers.hooks import target_outputs
 
 #: Tiles per forward pass. Batching amortises per-call overhead on every device; 4 tiles of a
 #: typical 3D patch stay well inside a GPU's memory next to the network's activations.
@@ -217,6 +218,11 @@ class Predictor:
     @property
     def activation(self) -> str:
         return str(self.trainer.output_activation)
+
+    @property
+    def target_outputs(self) -> tuple[str, ...]:
+        """Extra targets the last probability channels predict (e.g. ``("recurrence",)``)."""
+        return target_outputs(self.trainer)
 
     def predict_preprocessed(self, data: np.ndarray) -> np.ndarray:
         """Fold-averaged probabilities ``(K, z, y, x)`` of a preprocessed case."""

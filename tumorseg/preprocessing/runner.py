@@ -73,10 +73,16 @@ def preprocess_raw_case(
     """Read, preprocess and write one training case (runs in a worker); returns its id.
 
     Label and targets are checked as they are read, with ``validate``'s checks: on the images'
-    grid, label values among ``label_values`` (dataset.json), targets binary.
+    grid, label values among ``label_values`` (dataset.json), targets binary and inside the brain.
     """
     from tumorseg.data.io import read_channels, read_image
-    from tumorseg.data.validate import grid_problem, label_values_problem, stop_on, target_problem
+    from tumorseg.data.validate import (
+        grid_problem,
+        label_values_problem,
+        stop_on,
+        target_outside_problem,
+        target_problem,
+    )
     from tumorseg.preprocessing.pipeline import preprocess_case
 
     images, geometry = read_channels(case.images)
@@ -93,6 +99,7 @@ def preprocess_raw_case(
             label = array
         else:
             stop_on(target_problem(file, name, array))
+            stop_on(target_outside_problem(file, array, images))
             extra[name] = array
     data, seg, properties = preprocess_case(images, geometry, plans, config, label, extra or None)
     properties.update({"case_id": case.case_id, "plans_hash": digest})

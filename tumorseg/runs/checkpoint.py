@@ -49,3 +49,36 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
             path, "is not a tumorseg checkpoint (no 'network' entry)", "pick another file"
         )
     return state
+
+
+def resolve_checkpoint(path: Path, which: str = "final") -> Path:
+    """The checkpoint a ``--pretrained RUN_OR_CHECKPOINT`` names.
+
+    A file is itself; a fold folder gives its ``checkpoint_<which>.pt``; a run folder the one of
+    ``fold_all`` when it has it, else of its only fold holding one. Anything else (no such
+    path, no checkpoint, several folds to choose from) is a one-line error naming the path.
+    """
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise bad_file(path, "no such checkpoint, fold or run folder", "check the path")
+    own = checkpoint_path(path, which)
+    if own.is_file():
+        return own
+    folds = sorted(p for p in path.glob("fold_*") if checkpoint_path(p, which).is_file())
+    if (path / "fold_all") in folds:
+        return checkpoint_path(path / "fold_all", which)
+    if len(folds) == 1:
+        return checkpoint_path(folds[0], which)
+    if not folds:
+        raise bad_file(
+            path,
+            f"holds no checkpoint_{which}.pt (no trained fold)",
+            "train the run first, or pass a checkpoint file",
+        )
+    raise bad_file(
+        path,
+        f"has several trained folds ({', '.join(p.name for p in folds)})",
+        f"pass one of them, e.g. {folds[0]}",
+    )

@@ -25,10 +25,11 @@ from tumorseg.errors import TumorsegError
 from tumorseg.trainers.base import Trainer, TrainerContext
 from tumorseg.trainers.clfc import CLFCTrainer
 from tumorseg.trainers.default import DefaultSettings, DefaultTrainer
-from tumorseg.trainers.hooks import declared_inputs
+from tumorseg.trainers.hooks import check_target_outputs, declared_inputs
 from tumorseg.trainers.inputs import check_inputs
 from tumorseg.trainers.msf import MSFTrainer
 from tumorseg.trainers.pairing import PairingTrainer
+from tumorseg.trainers.recurrence import RecurrenceTrainer
 from tumorseg.trainers.settings import make_settings
 
 TRAINERS: dict[TrainerName, type] = {
@@ -36,6 +37,7 @@ TRAINERS: dict[TrainerName, type] = {
     TrainerName.PAIRING: PairingTrainer,
     TrainerName.MSF: MSFTrainer,
     TrainerName.CLFC: CLFCTrainer,
+    TrainerName.RECURRENCE: RecurrenceTrainer,
 }
 
 
@@ -71,6 +73,7 @@ def build_trainer(
         )
     trainer: Trainer = cls(context, make_settings(cls.name, cls.settings_class, settings))
     check_inputs(declared_inputs(trainer), context, cls.name)
+    check_target_outputs(trainer, context.dataset)
     return trainer
 
 

@@ -36,8 +36,17 @@ Optional hooks (defaults in :mod:`tumorseg.trainers.hooks`)
 - ``sampling_policy(loop) -> SamplingPolicy``: where patches are centred
   (:mod:`tumorseg.trainers.sampling`; default nnU-Net's foreground oversampling);
 - ``transfer_weights(source, own) -> {name: tensor}``: which tensors of a ``--pretrained``
-  checkpoint initialise which of the network's (default: same name and shape); the loop logs
-  and records in ``train_config.json`` what was copied and what not.
+  checkpoint initialise which of the network's (default: same name and shape); ``source`` is a
+  ``SourceWeights`` (the state dict plus the source run's channel names and
+  ``train_config``); ``transfer_details() -> dict`` may describe the mapping. The loop logs
+  and records in ``train_config.json`` what was copied and what not;
+- ``target_outputs``: names of extra targets (declared as ``ExtraTarget`` inputs) predicted by
+  the last output channels, one sigmoid channel each after the segmentation channels, whose
+  meaning ``segmentation_spec`` (an ``OutputSpec``; default the dataset's) states. Pseudo-Dice
+  scores them too; ``tumorseg predict`` and fold validation write them as probability and
+  binary maps beside the label maps (``tumorseg.data.targets``);
+- ``details() -> dict``: what the trainer resolved from the dataset (e.g. which modalities
+  each encoder takes), recorded in ``train_config.json`` as ``trainer_details``.
 
 ``loop`` is the run's ``LoopSettings`` (read through the small protocols of the hooks module:
 ``initial_lr``, ``momentum``, ``weight_decay``, ``poly_exponent``, ``warmup_fraction``,

@@ -10,7 +10,17 @@ A trainer may define any of
   ``oversample_foreground``);
 - ``transfer_weights(source, own) -> dict[str, Tensor]``: which tensors of a ``--pretrained``
   checkpoint's state dict initialise which of the network's, renamed as needed (default
-  :func:`matching_weights`: same name and shape);
+  :func:`matching_weights`: same name and shape). ``source`` is a :class:`SourceWeights`: the
+  state dict plus what is known of the run that wrote it (its channel names, its
+  ``train_config.json``); a trainer may describe its mapping in ``transfer_details() -> dict``,
+  which the run records;
+- ``segmentation_spec``: an :class:`~tumorseg.trainers.segmentation.OutputSpec` of the
+  segmentation channels (default ``output_spec(dataset)``), which the loop's pseudo-Dice reads;
+- ``target_outputs``: names of extra targets (dataset.json ``"targets"``, each also declared as
+  an ``ExtraTarget``) that the LAST output channels predict, one sigmoid channel each after the
+  segmentation channels (default ``()``). Pseudo-Dice scores them against the batch's targets;
+  ``tumorseg predict`` and fold validation write them as probability and binary maps
+  (:mod:`tumorseg.data.targets`);
 - ``prepare_training(preparation: TrainingPreparation) -> Sequence[ReferenceProducer]``:
   called once per training session before the network is built, e.g. to load a frozen
   sub-model (default: nothing). It returns how to compute the reference images it declares
@@ -32,9 +42,12 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from tumorseg.trainers.inputs import BatchInput, ReferenceProducer
+from tumorseg.data.dataset_json import DatasetJson
+from tumorseg.trainers.inputs import BatchInput, ExtraTarget, ReferenceProducer, of_kind
+from tumorseg.trainers.metrics import dice_counts
 from tumorseg.trainers.optimization import LoopHyperparameters, Optimization, default_optimization
 from tumorseg.trainers.sampling import ForegroundOversampling, SamplingPolicy
+from tumorseg.trainers.segmentation import OutputSpec, output_spec
 
 
 class SamplingSettings(Protocol):
@@ -69,6 +82,29 @@ def sampling_policy_for(trainer: Any, loop: SamplingSettings) -> SamplingPolicy:
     return policy
 
 
+class SourceWeights(dict[str, torch.Tensor]):
+    """A ``--pretrained`` checkpoint's state dict, with what is known of the run that wrote it.
+
+    ``path``: the checkpoint; ``train_config``: its run's resolved settings (``{}`` when
+    unknown); ``channel_names``: the name of each input channel of the source network, in
+    order (None when its run folder's dataset.json is not beside it); ``details``: the
+    source trainer's ``details()`` record (``train_config["trainer_details"]``).
+    """
+
+    def __init__(
+        self,
+        state: Mapping[str, torch.Tensor],
+        path: Path | None = None,
+        train_config: Mapping[str, Any] | None = None,
+        channel_names: tuple[str, ...] | None = None,
+    ) -> None:
+        super().__init__(state)
+        self.path = path
+        self.train_config = dict(train_config or {})
+        self.channel_names = channel_names
+        self.details: dict[str, Any] = dict(self.train_config.get("trainer_details") or {})
+
+
 def matching_weights(
     source: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor]
 ) -> dict[str, torch.Tensor]:
@@ -93,6 +129,76 @@ def transferred_weights(
                 f"{tuple(tensor.shape)} to {name!r}, which the network does not have in that shape"
             )
     return copied
+
+
+def transfer_details(trainer: Any) -> dict[str, Any]:
+    """The trainer's description of its last transfer (``{}`` without the hook)."""
+    hook = getattr(trainer, "transfer_details", None)
+    return dict(hook()) if hook is not None else {}
+
+
+def target_outputs(trainer: Any) -> tuple[str, ...]:
+    """The extra targets the trainer's last output channels predict (see the module docstring)."""
+    return tuple(getattr(trainer, "target_outputs", ()))
+
+
+def segmentation_spec_for(trainer: Any, dataset: DatasetJson) -> OutputSpec:
+    """The meaning of the trainer's segmentation channels (default: ``output_spec(dataset)``)."""
+    spec = getattr(trainer, "segmentation_spec", None)
+    return spec if isinstance(spec, OutputSpec) else output_spec(dataset)
+
+
+def check_target_outputs(trainer: Any, dataset: DatasetJson) -> None:
+    """Each target output is declared as an ``ExtraTarget`` and the channel counts add up.
+
+    Only a trainer with target outputs is counted: without them every channel is a
+    segmentation channel, whatever its spec (e.g. a softmax over the labels of a region
+    dataset, which ``output_spec`` would describe as sigmoid regions)."""
+    targets = target_outputs(trainer)
+    if not targets:
+        return
+    declared = {spec.name for spec in of_kind(declared_inputs(trainer), ExtraTarget)}
+    missing = [t for t in targets if t not in declared]
+    if missing:
+        raise ValueError(f"{type(trainer).__name__}: target outputs {missing} are not inputs")
+    spec = segmentation_spec_for(trainer, dataset)
+    if spec.n_outputs + len(targets) != len(trainer.output_names):
+        raise ValueError(
+            f"{type(trainer).__name__}: {len(trainer.output_names)} outputs, but "
+            f"{spec.n_outputs} segmentation channels and {len(targets)} target outputs"
+        )
+
+
+@dataclass(frozen=True)
+class PseudoDiceScorer:
+    """The loop's pseudo-Dice over a trainer's outputs: the segmentation channels against the
+    label map (``spec``, read by ``activation``), then each target output (one sigmoid channel)
+    against its batch target."""
+
+    spec: OutputSpec
+    activation: str
+    targets: tuple[str, ...] = ()
+
+    @classmethod
+    def for_trainer(cls, trainer: Any, dataset: DatasetJson) -> PseudoDiceScorer:
+        return cls(
+            segmentation_spec_for(trainer, dataset),
+            str(trainer.output_activation),
+            target_outputs(trainer),
+        )
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (*self.spec.scored_names, *self.targets)
+
+    def counts(self, logits: torch.Tensor, batch: Mapping[str, Any]) -> torch.Tensor:
+        """``(len(names), 3)`` TP, FP, FN of ``logits (B, K, *patch)`` on ``batch``."""
+        n = len(logits[0]) - len(self.targets)
+        rows = [dice_counts(logits[:, :n], batch["target"], self.activation, self.spec.regions)]
+        for i, name in enumerate(self.targets):
+            channel = logits[:, n + i : n + i + 1]
+            rows.append(dice_counts(channel, batch["targets"][name], "sigmoid", ((1,),)))
+        return torch.cat(rows, dim=0)
 
 
 @dataclass(frozen=True)

@@ -35,14 +35,14 @@ from torch import nn
 from tumorseg.errors import bad_file
 from tumorseg.runs.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from tumorseg.trainers.hooks import (
+    PseudoDiceScorer,
     TrainingPreparation,
     declared_inputs,
     optimization_for,
     prepare_training_for,
     sampling_policy_for,
 )
-from tumorseg.trainers.metrics import dice_counts, dice_from_counts
-from tumorseg.trainers.segmentation import output_spec
+from tumorseg.trainers.metrics import dice_from_counts
 from tumorseg.training import distributed as dist
 from tumorseg.training.budget import fit_epochs_to_budget
 from tumorseg.training.checkpoint import capture_rng_state, restore_rng_state
@@ -97,9 +97,8 @@ class Loop:
         self.scaler = torch.amp.GradScaler(self.device_type, enabled=self.amp)
         self.state = LoopState(total_epochs=self.settings.epochs)
         # Pseudo-Dice is scored on the dataset's regions (or labels), read from the logits the
-        # way the trainer's activation says.
-        self.spec = output_spec(run.dataset)
-        self.activation = run.trainer.output_activation
+        # way the trainer's activation says, then on the trainer's target outputs.
+        self.scorer = PseudoDiceScorer.for_trainer(run.trainer, run.dataset)
         self.n_outputs = len(run.trainer.output_names)
         if self.info.is_main:
             run.fold_folder.mkdir(parents=True, exist_ok=True)
@@ -168,9 +167,13 @@ class Loop:
 
     def load_pretrained(self, path: Path) -> None:
         """Initialise from a checkpoint (see :mod:`tumorseg.training.pretrained`)."""
-        self.state.pretrained = load_pretrained(self.network, self.run.trainer, path)
-        copied, total = len(self.state.pretrained["copied"]), len(self.network.state_dict())
+        self.state.pretrained = record = load_pretrained(self.network, self.run.trainer, path)
+        copied, total = len(record["copied"]), len(self.network.state_dict())
         self.log.log(f"pretrained weights: {copied}/{total} tensors from {path}")
+        for line in record.get("transfer", {}).get("summary", []):
+            self.log.log(f"  {line}")
+        left = ", ".join(f"{k} {n}" for k, n in record["not_copied_by_module"].items())
+        self.log.log(f"  not copied: {total - copied} tensors ({left or 'none'})")
 
     # ---- one epoch -----------------------------------------------------------------------------
     def _epoch_time_limit(self) -> float | None:
@@ -223,16 +226,14 @@ class Loop:
         Dice are summed over DDP ranks; the trainer logs are this rank's."""
         self.model.eval()
         losses, logs = [], MeanLogs()
-        counts = torch.zeros(len(self.spec.regions), 3, dtype=torch.long)
+        counts = torch.zeros(len(self.scorer.names), 3, dtype=torch.long)
         for _ in range(self._val_iterations()):
             batch = to_device(next(batches), self.device)
             with torch.autocast(self.device_type, enabled=self.amp):
                 result = self._step(batch)
             losses.append(float(result.loss))
             logs.add(result.logs)
-            counts += dice_counts(
-                result.logits.float(), batch["target"], self.activation, self.spec.regions
-            )
+            counts += self.scorer.counts(result.logits.float(), batch)
         summed = torch.tensor([float(np.sum(losses)), float(len(losses))], dtype=torch.float64)
         dist.all_reduce_sum(summed, self.info)
         dist.all_reduce_sum(counts, self.info)
@@ -334,7 +335,7 @@ class Loop:
             del train_it, val_it
 
     def _log_epoch(self, entry: dict[str, Any]) -> None:
-        scores = zip(self.spec.scored_names, entry["pseudo_dice"], strict=True)
+        scores = zip(self.scorer.names, entry["pseudo_dice"], strict=True)
         dice = " ".join(f"{n} {d:.4f}" for n, d in scores)
         self.log.log(
             f"epoch {entry['epoch']}: lr {entry['lr']:.5f}, train loss {entry['train_loss']:.4f}, "
@@ -420,15 +421,18 @@ def train(run: TrainingRun, *, resume: bool = False, echo: bool = True) -> Path:
     """
     loop = _start(run, echo)
     folder = run.fold_folder
+    for line in run.warnings:
+        loop.log.log(f"warning: {line}")
     final, latest = checkpoint_path(folder, "final"), checkpoint_path(folder, "latest")
-    if loop.info.is_main:
-        write_run_files(run, loop.train_config())
     if resume and (final.is_file() or latest.is_file()):
         loop.restore(final if final.is_file() else latest)
     elif resume:
         loop.log.log("no checkpoint to resume from; starting a new run")
     elif run.loop.pretrained is not None:
+        # Before the run files: an incompatible checkpoint stops the run with nothing written.
         loop.load_pretrained(Path(run.loop.pretrained))
+    if loop.info.is_main:
+        write_run_files(run, loop.train_config())
     loop.fit()
     if loop.info.is_main:
         loop.save("final")

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,13 @@ from tumorseg.runs.train_config import TRAIN_CONFIG_FILE
 from tumorseg.trainers import build_trainer, trainer_class
 from tumorseg.trainers.base import Trainer, TrainerContext
 from tumorseg.training.config import LoopSettings
-from tumorseg.training.splits import SPLITS_FILE, fold_cases, load_or_create_splits
+from tumorseg.training.splits import (
+    SPLITS_FILE,
+    dataset_patients,
+    fold_cases,
+    load_or_create_splits,
+    patient_leaks,
+)
 from tumorseg.utils.atomic import write_json
 
 
@@ -48,6 +54,9 @@ class TrainingRun:
     val_cases: list[str]
     run_folder: Path
     raw_labels_folder: Path | None
+    # Problems that do not stop training (e.g. a user's splits file splitting a patient), logged
+    # when training starts.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def fold_folder(self) -> Path:
@@ -58,8 +67,9 @@ class TrainingRun:
         return tuple(self.trainer.context.channels)
 
     def train_config(self) -> dict[str, Any]:
-        """The fully resolved settings (keys fixed by the cross-team interface)."""
-        return {
+        """The fully resolved settings (keys fixed by the cross-team interface), plus
+        ``trainer_details`` where the trainer reports what it resolved from the dataset."""
+        config = {
             "dataset_name": self.dataset_name,
             "plans_name": self.plans.plans_name,
             "configuration": self.config.name,
@@ -72,6 +82,10 @@ class TrainingRun:
             "output_names": list(self.trainer.output_names),
             "tumorseg_version": __version__,
         }
+        details = getattr(self.trainer, "details", None)
+        if callable(details):
+            config["trainer_details"] = details()
+        return config
 
 
 def read_plans(preprocessed_folder: Path, plans_name: str) -> Plans:
@@ -127,6 +141,8 @@ def prepare_run(
     )
     splits = load_or_create_splits(folder, case_ids)
     train_cases, val_cases = fold_cases(splits, fold, case_ids, folder / SPLITS_FILE)
+    leaks = patient_leaks(splits, dataset_patients(folder, case_ids))
+    fold_leak = [line for line in leaks if fold != "all" and line.startswith(f"fold {fold} ")]
     raw_labels = roots.raw / folder.name / "labelsTr"
     name = run_folder_name(trainer.name, plans.plans_name, config.name, digest)
     return TrainingRun(
@@ -143,6 +159,7 @@ def prepare_run(
         val_cases=val_cases,
         run_folder=roots.results / folder.name / name,
         raw_labels_folder=raw_labels if raw_labels.is_dir() else None,
+        warnings=[f"{folder / SPLITS_FILE}: {line}" for line in fold_leak],
     )
 
 

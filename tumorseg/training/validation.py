@@ -10,6 +10,11 @@ against the raw label files, in the dataset's own regions (``summary.json``, the
 ``tumorseg evaluate``). A case whose raw label file is absent (no raw dataset on this machine)
 is scored against its preprocessed segmentation in the preprocessed grid, marked
 ``"reference": "preprocessed"``.
+
+A trainer with target outputs (the recurrence trainer) also writes the target maps
+(``validation/recurrence/``, ``validation/recurrence_probability/``); with the raw dataset at
+hand they are scored against its target folder (``recurrenceTr``), with the margin baselines
+around the raw time point 1 tumour core, into ``validation/recurrence/summary.json``.
 """
 
 from __future__ import annotations
@@ -22,11 +27,15 @@ from torch import nn
 
 from tumorseg.data.io import Geometry
 from tumorseg.data.labels import FileConvention, LabelManager, RegionSet
+from tumorseg.data.targets import target_folders
+from tumorseg.evaluation.folders import evaluate_recurrence_maps
+from tumorseg.evaluation.recurrence import format_recurrence
 from tumorseg.evaluation.summary import build_summary, case_entry, evaluate_pairs, score_labels
 from tumorseg.inference.export import prepare_folder, write_prediction
 from tumorseg.inference.predictor import predict_preprocessed
 from tumorseg.preprocessing.pipeline import revert_to_original
 from tumorseg.preprocessing.storage import read_case
+from tumorseg.trainers.hooks import target_outputs
 from tumorseg.training.run import TrainingRun
 
 
@@ -46,6 +55,7 @@ def validate_fold(
     labels = LabelManager.from_dataset_json(run.dataset)
     regions = labels.regions(RegionSet.DATASET)
     prepare_folder(out, labels)
+    targets = target_outputs(trainer)
     raw_pairs: dict[str, tuple[Path, Path]] = {}
     preprocessed: dict[str, dict[str, Any]] = {}
     for case_id in run.val_cases:
@@ -73,12 +83,14 @@ def validate_fold(
             run.dataset,
             trainer.output_activation,
             save_probabilities=True,
+            target_outputs=targets,
         )
         reference = _raw_reference(run, case_id)
         if reference is not None:
             raw_pairs[case_id] = (written, reference)
         elif seg is not None:
-            predicted = labels.probabilities_to_labels(probabilities, trainer.output_activation)
+            segmentation = probabilities[: len(probabilities) - len(targets)]
+            predicted = labels.probabilities_to_labels(segmentation, trainer.output_activation)
             scores = score_labels(predicted, seg[0], regions, run.config.spacing)
             preprocessed[case_id] = case_entry(scores, written, None)
     settings = {
@@ -103,7 +115,25 @@ def validate_fold(
             f"validation {case_id}: "
             + ", ".join(f"{r} Dice {s['dice']:.4f}" for r, s in cases[case_id]["metrics"].items())
         )
-    return build_summary(cases, regions, settings=settings, output=out / "summary.json")
+    summary = build_summary(cases, regions, settings=settings, output=out / "summary.json")
+    for name in targets:
+        _score_target(run, out, name, log)
+    return summary
+
+
+def _score_target(run: TrainingRun, out: Path, name: str, log: Any) -> None:
+    """Score the fold's maps of target ``name`` against the raw dataset's, when it is here."""
+    raw = run.raw_labels_folder.parent if run.raw_labels_folder is not None else None
+    folder = run.dataset.targets.get(name)
+    if raw is None or folder is None or not (raw / folder).is_dir():
+        log(f"validation {name}: no raw {folder or name} folder here, maps written unscored")
+        return
+    maps = target_folders(out, name)[0]
+    summary = evaluate_recurrence_maps(
+        maps, raw / folder, raw / "labelsTr", dataset_folder=raw, output=maps / "summary.json"
+    )
+    for line in format_recurrence(summary).splitlines():
+        log(f"validation {line}")
 
 
 def decide_run_postprocessing(run: TrainingRun, log: Any = print) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ the record existed hold internal labels).
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import tempfile
@@ -58,6 +59,18 @@ class RunFolds:
                 f"conventions ({', '.join(sorted(c.value for c in found))}); re-run their training"
             )
         return found.pop()
+
+    def activation(self) -> str | None:
+        """The output activation of the run's saved probabilities (its first fold's
+        ``train_config.json``; None when unreadable)."""
+        for folder in sorted(self.validation.values()):
+            try:
+                config = json.loads((folder.parent / "train_config.json").read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(config, dict) and isinstance(config.get("output_activation"), str):
+                return str(config["output_activation"])
+        return None
 
     def predictions(self, file_ending: str = ".nii.gz") -> dict[str, Path]:
         """``{case: label file}`` over all folds (each case is validated in exactly one fold)."""
@@ -279,6 +292,8 @@ def find_best(
         candidates.append({**entry, "kind": "single", "members": [run.name], "pairs": pairs})
     if ensembles:
         for a, b in itertools.combinations(runs, 2):
+            if a.activation() != b.activation():
+                continue  # sigmoid and softmax probabilities do not average into either
             name = f"ensemble__{a.name}--{b.name}"
             target = out / "ensembles" / name
             merged = _ensemble(a, b, cases, target, dj)

@@ -24,12 +24,18 @@ point 2 tumour that leaves no voxel on time point 1's grid is an error (see
 ``spacing`` overrides the header spacing of every file (TCIA headers carry a 1 mm placeholder;
 the real spacing is about 0.9 mm in-plane and 5-6.5 mm between slices). Without it, a 1x1x1 mm
 header on an image too thin to hold a brain converts with a warning pointing to ``--spacing``.
+
+Co-registration (``tumorseg.data.coregistration``): where time point 2 has an image of a time
+point 1 modality, the two head masks are compared on time point 1's grid and a Dice below 0.90
+converts with a warning naming the case; a recurrence target lying more than 1% outside time
+point 1's brain (its nonzero voxels) converts with a warning too, and one lying wholly outside
+is an error.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -52,6 +58,14 @@ from tumorseg.data.convert.common import (
     write_case,
 )
 from tumorseg.data.convert.sources import image_files, source_folder
+from tumorseg.data.coregistration import (
+    brain_region,
+    coregistration_warning,
+    foreground_mask,
+    mask_overlap,
+    outside_brain,
+    outside_problem,
+)
 from tumorseg.data.dataset_json import DatasetJson
 from tumorseg.data.io import Geometry, read_geometry, to_sitk
 from tumorseg.data.labels import LabelConvention
@@ -93,6 +107,8 @@ class LongitudinalCase:
     modalities: dict[Modality, Path]  # time point 1 images
     mask1: Path  # time point 1 tumour mask (the label)
     mask2: Path  # time point 2 tumour mask (the recurrence target)
+    # Time point 2 images (not converted; they show whether the time points are co-registered).
+    followup: dict[Modality, Path] = field(default_factory=dict)
 
 
 def _roles(
@@ -125,10 +141,10 @@ def _scan_case(folder: Path) -> LongitudinalCase:
     subfolders = {p.name.lower(): p for p in folder.iterdir() if p.is_dir()}
     if by_time["pre"] and by_time["post"]:
         modalities, mask1 = _roles(by_time["pre"], folder, rename_t1=True)
-        _, mask2 = _roles(by_time["post"], folder, rename_t1=True)
+        followup, mask2 = _roles(by_time["post"], folder, rename_t1=True)
     elif "tp1" in subfolders and "tp2" in subfolders:
         modalities, mask1 = _roles(image_files(subfolders["tp1"], False), subfolders["tp1"], False)
-        _, mask2 = _roles(image_files(subfolders["tp2"], False), subfolders["tp2"], False)
+        followup, mask2 = _roles(image_files(subfolders["tp2"], False), subfolders["tp2"], False)
     else:
         raise bad_file(folder, "unknown longitudinal layout", _EXPECTED)
     if not modalities:
@@ -136,7 +152,7 @@ def _scan_case(folder: Path) -> LongitudinalCase:
     if mask1 is None or mask2 is None:
         which = "1" if mask1 is None else "2"
         raise bad_file(folder, f"no tumour mask for time point {which}", _EXPECTED)
-    return LongitudinalCase(safe_case_id(folder.name), folder, modalities, mask1, mask2)
+    return LongitudinalCase(safe_case_id(folder.name), folder, modalities, mask1, mask2, followup)
 
 
 def find_longitudinal_cases(src: Path) -> list[LongitudinalCase]:
@@ -181,7 +197,7 @@ class _CaseOutcome:
     """What converting one case reports back (picklable: cases may run in worker processes)."""
 
     resampled: bool  # the time point 2 mask was moved onto time point 1's grid
-    warning: str | None = None
+    warnings: tuple[str, ...] = ()
 
 
 def _target_on_grid(
@@ -243,6 +259,20 @@ def _convert_case(
     warning = None
     if resampled:
         target, warning = _target_on_grid(case, target, geometry2, reference)
+    head = foreground_mask(channels)
+    warnings = [w for w in (warning, _followup_warning(case, order, head, reference, spacing)) if w]
+    brain = brain_region(channels)
+    # Blank images (no brain at all) say nothing about where the target may lie.
+    outside, total = outside_brain(target, brain) if brain.any() else (0, 0)
+    if total and outside == total:
+        raise bad_file(
+            case.mask2,
+            f"all {total} recurrence target voxels lie outside the brain (nonzero voxels) of "
+            "the time point 1 images, so the target is not on this anatomy",
+            "register time point 2 onto time point 1 (or fix the mask), or leave this case out",
+        )
+    if problem := outside_problem(case.case_id, outside, total):
+        warnings.append(problem)
     write_case(
         out,
         case.case_id,
@@ -251,7 +281,27 @@ def _convert_case(
         binarise(mask1, case.mask1),
         {RECURRENCE_FOLDER: target},
     )
-    return _CaseOutcome(resampled, warning)
+    return _CaseOutcome(resampled, tuple(warnings))
+
+
+def _followup_warning(
+    case: LongitudinalCase,
+    order: list[Modality],
+    head: np.ndarray,
+    reference: Geometry,
+    spacing: Sequence[float] | None,
+) -> str | None:
+    """A warning when time point 2's head mask (of the first modality both time points have)
+    overlaps time point 1's poorly on time point 1's grid; None without a time point 2 image."""
+    shared = [m for m in order if m in case.followup]
+    if not shared:
+        return None
+    array, geometry = read_volume(case.followup[shared[0]])
+    mask = foreground_mask([array]).astype(np.uint8)
+    geometry = with_spacing(geometry, spacing)
+    if reference.mismatch(geometry, GEOMETRY_TOLERANCE) is not None:
+        mask = resample_mask(mask, geometry, reference)
+    return coregistration_warning(case.case_id, mask_overlap(head, mask > 0))
 
 
 def _placeholder_spacing_warning(cases: list[LongitudinalCase], first: Modality) -> str | None:
@@ -305,7 +355,7 @@ def convert_longitudinal(
             targets={"recurrence": RECURRENCE_FOLDER},
             label_convention=LabelConvention.BINARY,
         ).write(out / "dataset.json")
-    warnings.extend(o.warning for o in outcomes if o.warning is not None)
+    warnings.extend(w for o in outcomes for w in o.warnings)
     notes = []
     resampled = sum(o.resampled for o in outcomes)
     if resampled:

@@ -117,8 +117,13 @@ def test_uncertainty_maps_get_a_grid_and_asking_for_them_without_any_is_one_line
     assert code == 1
     assert str(error) == (
         f"{predicted.predictions / 'uncertainty'}: no uncertainty maps (CASE_<REGION>.nii.gz); "
-        "it holds no probabilities (CASE.npz) either; these predictions were written without "
-        "uncertainty maps; leave out --uncertainty"
+        "it holds no probabilities (CASE.npz) either; predict again with --uncertainty to "
+        "write them, or leave out --uncertainty"
+    )
+    np.savez(predicted.predictions / "case_a.npz", probabilities=np.zeros((3, 2, 2, 2)))
+    _, _, error = _report(str(predicted.predictions), "--uncertainty")
+    assert "it holds probabilities (CASE.npz), which are the fold average and carry no " in str(
+        error
     )
     folder = predicted.predictions / "uncertainty"
     folder.mkdir()
@@ -133,6 +138,22 @@ def test_uncertainty_maps_get_a_grid_and_asking_for_them_without_any_is_one_line
     assert "TC uncertainty" not in html
     # Without a reference: prediction rows only, plus three planes of two uncertainty maps.
     assert html.count(IMAGE) == len(CASES) * 3 * 4 + 3 * 2
+
+
+def test_maps_written_by_predict_uncertainty_are_shown(predicted: Predicted) -> None:
+    out = predicted.root / "with_maps"
+    args = [
+        "predict", "-i", str(predicted.images), "-o", str(out), "-d", "1", "-c", "3d_fullres",
+        "--no-tta", "-q", "--results", str(predicted.results), "--uncertainty",
+    ]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    code, output, _ = _report(str(out), "--uncertainty")
+    assert code == 0, output
+    html = (out / "report.html").read_text()
+    for region in ("WT", "TC", "ET"):
+        assert f"{region} uncertainty" in html
+    assert html.count(IMAGE) == len(CASES) * 3 * 4 + len(CASES) * 3 * 3
 
 
 def test_a_zero_filled_channel_is_marked_in_its_column(predicted: Predicted) -> None:

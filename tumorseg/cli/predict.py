@@ -151,6 +151,15 @@ def predict(
             "channel) or zero (give the network no signal in it; recorded in prediction.json).",
         ),
     ] = MissingModality.ERROR,
+    uncertainty: Annotated[
+        bool,
+        typer.Option(
+            "--uncertainty",
+            help="Also write uncertainty/CASE_<REGION>.nii.gz (variance of each region's "
+            "probability over folds and mirrors) and uncertainty.csv (mean variance and entropy "
+            "inside the predicted tumour), from the same network passes.",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     results: ResultsOption = DEFAULT_RESULTS,
 ) -> None:
@@ -194,6 +203,7 @@ def predict(
         echo=typer.echo,
         progress=not quiet,
         missing_modality=missing_modality,
+        uncertainty=uncertainty,
     )
     typer.echo(
         f"{len(report.done)} predicted, {len(report.skipped)} already done, "

@@ -17,6 +17,10 @@ through this module. For a case ``CASE`` the output folder receives::
                         ``TC``, ``ET`` or the dataset's region names) in the input geometry;
                         see ``uncertainty_path``. A sub-folder, so that commands listing the
                         folder's ``CASE<file_ending>`` label maps never take one for a case.
+                        ``predict --uncertainty`` writes the variance over folds and mirrors
+                        (``tumorseg.inference.uncertainty``).
+    uncertainty.csv     (``predict --uncertainty``) one row per case: predicted tumour voxels,
+                        mean variance and mean entropy inside it (``write_uncertainty``)
 
 and, for a trainer that also predicts extra targets (``target_outputs``, e.g. the recurrence
 region; see ``tumorseg.data.targets``), per target ``T``::
@@ -34,11 +38,13 @@ atomically.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -48,12 +54,17 @@ from tumorseg.data.labels import FileConvention, LabelManager, write_label_recor
 from tumorseg.data.targets import target_folders, target_label_manager
 from tumorseg.errors import bad_file
 from tumorseg.postprocessing import apply_postprocessing
-from tumorseg.utils.atomic import atomic_path, write_json
+from tumorseg.utils.atomic import atomic_path, write_json, write_text
+
+if TYPE_CHECKING:
+    from tumorseg.inference.uncertainty import UncertaintyMaps
 
 #: What produced the label maps of a folder, per case (see ``record_predicted_case``).
 PREDICTION_RECORD = "prediction.json"
 #: Sub-folder of a predictions folder holding the voxel-wise uncertainty maps.
 UNCERTAINTY_FOLDER = "uncertainty"
+#: The per-case uncertainty table of a predictions folder.
+UNCERTAINTY_TABLE = "uncertainty.csv"
 _RECORD_FORMAT = 1
 
 
@@ -68,6 +79,18 @@ def uncertainty_path(
     """Where the uncertainty map of ``region`` for ``case_id`` goes:
     ``folder/uncertainty/CASE_<REGION><file_ending>``, float32, in the input geometry."""
     return Path(folder) / UNCERTAINTY_FOLDER / f"{case_id}_{region}{file_ending}"
+
+
+def uncertainty_finished(
+    folder: Path, case_id: str, regions: Sequence[str], shape: Sequence[int], file_ending: str
+) -> bool:
+    """True when every region's uncertainty map of ``case_id`` loads in full with ``shape``
+    and the case has its row in ``uncertainty.csv``."""
+    maps = all(
+        image_is_complete(uncertainty_path(folder, case_id, r, file_ending), shape)
+        for r in regions
+    )
+    return maps and case_id in read_uncertainty_table(folder)
 
 
 def is_finished(path: Path, shape: Sequence[int]) -> bool:
@@ -300,3 +323,53 @@ def record_predicted_case(
     used = {entry.get("settings") for entry in record["cases"].values()}
     record["settings"] = {k: v for k, v in record["settings"].items() if k in used}
     write_json(Path(folder) / PREDICTION_RECORD, record)
+
+
+def read_uncertainty_table(folder: Path) -> dict[str, dict[str, str]]:
+    """``{case: row}`` of ``folder/uncertainty.csv`` (empty without one)."""
+    path = Path(folder) / UNCERTAINTY_TABLE
+    if not path.is_file():
+        return {}
+    try:
+        with open(path, newline="") as handle:
+            return {row["case"]: row for row in csv.DictReader(handle)}
+    except (OSError, KeyError, csv.Error, UnicodeDecodeError) as exc:
+        raise bad_file(
+            path,
+            f"is not a tumorseg uncertainty table ({exc})",
+            "delete it and predict again with --uncertainty",
+        ) from None
+
+
+def write_uncertainty(
+    folder: Path, case_id: str, maps: UncertaintyMaps, geometry: Geometry, file_ending: str
+) -> list[Path]:
+    """Write the variance map of each region of one case and its row of ``uncertainty.csv``.
+
+    Maps are float32 in ``geometry`` (the input's), each read back in full before it is renamed
+    into place; the table is rewritten atomically with this case's row replaced. Called before
+    the case's label map, so a case whose label map exists has its maps. Returns the maps.
+    """
+    if tuple(maps.variance.shape[1:]) != tuple(geometry.shape):
+        raise ValueError(
+            f"uncertainty maps {maps.variance.shape} do not match the geometry {geometry.shape}"
+        )
+    paths = []
+    for index, region in enumerate(maps.names):
+        path = uncertainty_path(folder, case_id, region, file_ending)
+        write_image(path, maps.variance[index].astype(np.float32), geometry, check=True)
+        paths.append(path)
+    rows = read_uncertainty_table(folder)
+    rows[case_id] = {"case": case_id, **{k: _cell(v) for k, v in maps.case_scalars().items()}}
+    columns = list(dict.fromkeys(key for row in rows.values() for key in row))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows[case] for case in sorted(rows))
+    write_text(Path(folder) / UNCERTAINTY_TABLE, text.getvalue())
+    return paths
+
+
+def _cell(value: float | int) -> str:
+    """A CSV cell: integers as they are, floats with 6 significant digits, NaN as ``nan``."""
+    return str(value) if isinstance(value, int) else f"{value:.6g}"

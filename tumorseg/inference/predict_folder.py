@@ -11,6 +11,10 @@ channel that a case lacks stops that case with one line (``MissingModality.ERROR
 (``ZERO``) is zero-filled: an all-zero image normalises to 0, the value the network sees for
 "no signal". ``prediction.json`` records per case which channels were present and which were
 zero-filled.
+
+With ``uncertainty``, the same network passes also give per-region variance maps and a row of
+``uncertainty.csv`` per case (``tumorseg.inference.uncertainty``); a case counts as done only
+with them.
 """
 
 from __future__ import annotations
@@ -34,9 +38,17 @@ from tumorseg.inference.export import (
     prediction_path,
     prepare_folder,
     record_predicted_case,
+    uncertainty_finished,
     write_prediction,
+    write_uncertainty,
 )
 from tumorseg.inference.input_layout import InputCase, channel_label, find_input_cases
+from tumorseg.inference.uncertainty import (
+    UncertaintyMaps,
+    UncertaintyRegions,
+    require_spread,
+    uncertainty_regions,
+)
 
 
 class CasePredictor(Protocol):
@@ -48,7 +60,18 @@ class CasePredictor(Protocol):
     @property
     def activation(self) -> str: ...
 
-    def predict_case(self, images: list[np.ndarray], geometry: Geometry) -> np.ndarray: ...
+    @property
+    def n_outputs(self) -> int: ...
+
+    @property
+    def spread_members(self) -> int: ...
+
+    def predict_case(
+        self,
+        images: list[np.ndarray],
+        geometry: Geometry,
+        region_matrix: np.ndarray | None = None,
+    ) -> np.ndarray: ...
 
 
 def _target_outputs(predictor: CasePredictor) -> tuple[str, ...]:
@@ -149,8 +172,15 @@ def read_case_images(
     return CaseImages(images, geometry, tuple(present), tuple(absent), not_read)
 
 
-def _already_done(case: InputCase, path: Path, policy: ChannelPolicy) -> bool:
-    """True when ``path`` holds a complete label map on the grid of ``case``'s images."""
+def _already_done(
+    case: InputCase,
+    path: Path,
+    policy: ChannelPolicy,
+    regions: UncertaintyRegions | None = None,
+    file_ending: str = ".nii.gz",
+) -> bool:
+    """True when ``path`` holds a complete label map on the grid of ``case``'s images (and,
+    with ``regions``, the case's complete uncertainty maps and table row)."""
     if not path.is_file() or case.problem:
         return False
     found = [p for c, p in enumerate(case.images) if p is not None and policy.needs(c)]
@@ -160,7 +190,11 @@ def _already_done(case: InputCase, path: Path, policy: ChannelPolicy) -> bool:
         shape = read_geometry(found[0]).shape
     except TumorsegError:
         return False
-    return is_finished(path, shape)
+    if not is_finished(path, shape):
+        return False
+    if regions is None:
+        return True
+    return uncertainty_finished(path.parent, case.case_id, regions.names, shape, file_ending)
 
 
 def predict_folder(
@@ -174,6 +208,7 @@ def predict_folder(
     progress: bool = True,
     channels: ChannelPolicy | None = None,
     settings: dict[str, Any] | None = None,
+    uncertainty: bool = False,
 ) -> FolderReport:
     """Predict ``cases`` into ``output``; cases whose label map is complete are skipped.
 
@@ -200,14 +235,29 @@ def predict_folder(
     prepare_folder(output, LabelManager.from_dataset_json(dataset_json), postprocessing=record)
     bar = tqdm(cases, desc="predict", unit="case", disable=not progress, file=sys.stderr)
     policy = channels or ChannelPolicy()
+    regions = None
+    if uncertainty:
+        require_spread(predictor.spread_members)
+        manager = LabelManager.from_dataset_json(dataset_json)
+        regions = uncertainty_regions(
+            manager, predictor.activation, predictor.n_outputs, len(_target_outputs(predictor))
+        )
+    ending = dataset_json.file_ending
     for case in bar:
-        if _already_done(case, prediction_path(output, case.case_id, dataset_json), policy):
+        done_path = prediction_path(output, case.case_id, dataset_json)
+        if _already_done(case, done_path, policy, regions, ending):
             report.skipped.append(case.case_id)
             continue
         bar.set_postfix_str(case.case_id)
         try:
             read = read_case_images(case, dataset_json, policy)
-            probabilities = predictor.predict_case(read.images, read.geometry)
+            if regions is None:
+                probabilities = predictor.predict_case(read.images, read.geometry)
+            else:
+                both = predictor.predict_case(read.images, read.geometry, regions.matrix)
+                probabilities = both[: predictor.n_outputs]
+                maps = _region_maps(regions, probabilities, both[predictor.n_outputs :])
+                write_uncertainty(output, case.case_id, maps, read.geometry, ending)
             if settings is not None:
                 facts = read.facts(case, dataset_json)
                 record_predicted_case(output, case.case_id, settings, facts)
@@ -229,6 +279,14 @@ def predict_folder(
         report.done.append(case.case_id)
     bar.close()
     return report
+
+
+def _region_maps(
+    regions: UncertaintyRegions, probabilities: np.ndarray, second_moments: np.ndarray
+) -> UncertaintyMaps:
+    """The maps of one case from its probabilities ``(K, ...)`` and region second moments."""
+    mean = np.einsum("rk,k...->r...", regions.matrix, probabilities)
+    return UncertaintyMaps.from_moments(regions.names, mean, second_moments)
 
 
 def predict_with_run(
@@ -256,6 +314,7 @@ def predict_with_run(
     echo: Callable[[str], None] | None = None,
     progress: bool = True,
     missing_modality: MissingModality = MissingModality.ERROR,
+    uncertainty: bool = False,
 ) -> FolderReport:
     """Predict every case of ``input_folder`` into ``output`` with the folds of a trained run.
 
@@ -273,7 +332,7 @@ def predict_with_run(
     each case's channels); cases already done are skipped. ``tile_batch_size`` 0,
     ``optimize``, ``backend`` and ``precision``: as in ``Predictor`` (the defaults are the
     command line's: automatic tile batch, bf16 where the CPU has it natively and it measures
-    faster).
+    faster). ``uncertainty``: as in ``predict_folder``, checked before any network is loaded.
     """
     from tumorseg.inference.predictor import Predictor
     from tumorseg.postprocessing.run_decision import choose_postprocessing
@@ -285,6 +344,8 @@ def predict_with_run(
     )
     fold_paths = choice.folders
     policy = ChannelPolicy(run_channels(fold_paths), MissingModality(missing_modality))
+    if uncertainty and len(fold_paths) == 1 and not tta:
+        require_spread(1)
     predictor = Predictor(
         choice.folders,
         checkpoint=checkpoint,
@@ -310,7 +371,14 @@ def predict_with_run(
         echo(f"post-processing: {chosen.reason}")
     cases = find_input_cases(input_folder, predictor.dataset_json)
     settings = prediction_settings(
-        fold_paths, checkpoint, tta, step_size, chosen.decision, policy, predictor.dataset_json
+        fold_paths,
+        checkpoint,
+        tta,
+        step_size,
+        chosen.decision,
+        policy,
+        predictor.dataset_json,
+        uncertainty,
     )
     report = predict_folder(
         predictor,
@@ -322,6 +390,7 @@ def predict_with_run(
         progress=progress,
         channels=policy,
         settings=settings,
+        uncertainty=uncertainty,
     )
     report.folds, report.postprocessing = choice.description, chosen.reason
     return report
@@ -335,6 +404,7 @@ def prediction_settings(
     postprocessing: dict[str, Any] | None,
     policy: ChannelPolicy,
     dataset_json: DatasetJson,
+    uncertainty: bool = False,
 ) -> dict[str, Any]:
     """What ``prediction.json`` records about a prediction (the same for each of its cases)."""
     from tumorseg.runs.train_config import read_train_config
@@ -356,5 +426,6 @@ def prediction_settings(
         "postprocessing": postprocessing,
         "channels": [dataset_json.channel_names[c] for c in needed],
         "missing_modality": policy.missing_modality.value,
+        "uncertainty": uncertainty,
         "tumorseg_version": __version__,
     }

@@ -52,6 +52,7 @@ def predict_preprocessed(
     device: str = "cpu",
     tile_batch_size: int = DEFAULT_TILE_BATCH_SIZE,
     logits_function: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    region_matrix: np.ndarray | None = None,
 ) -> np.ndarray:
     """Probabilities ``(K, Z, Y, X)`` float32 of one preprocessed case ``data (C, Z, Y, X)``.
 
@@ -61,6 +62,8 @@ def predict_preprocessed(
     ``trainer.output_activation``. The network is put in eval mode on ``device``.
     ``logits_function`` replaces ``trainer.predict_logits(network, .)`` (e.g. the optimised
     graph of ``tumorseg.inference.optimize``, built once per network by ``Predictor``).
+    ``region_matrix (R, K)``: also return the region probabilities' second moments, as ``R``
+    more channels (``sliding_window_predict``), from the same network passes.
     """
     network.eval()
     network.to(device)
@@ -76,6 +79,7 @@ def predict_preprocessed(
         mirror_axes=tuple(range(n_spatial)) if tta else (),
         activation=trainer.output_activation,
         device=device,
+        region_matrix=torch.from_numpy(region_matrix) if region_matrix is not None else None,
     )
     return probabilities.numpy()
 
@@ -224,8 +228,22 @@ class Predictor:
         """Extra targets the last probability channels predict (e.g. ``("recurrence",)``)."""
         return target_outputs(self.trainer)
 
-    def predict_preprocessed(self, data: np.ndarray) -> np.ndarray:
-        """Fold-averaged probabilities ``(K, z, y, x)`` of a preprocessed case."""
+    @property
+    def n_outputs(self) -> int:
+        return len(self.trainer.output_names)
+
+    @property
+    def spread_members(self) -> int:
+        """Folds x mirrored versions: the predictions of a voxel that differ beyond the tile."""
+        mirrors = 2 ** len(self.config.patch_size) if self.tta else 1
+        return len(self.models) * mirrors
+
+    def predict_preprocessed(
+        self, data: np.ndarray, region_matrix: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Fold-averaged probabilities ``(K, z, y, x)`` of a preprocessed case; with
+        ``region_matrix (R, K)`` followed by the ``R`` region second moments (``(K + R, ...)``,
+        see ``tumorseg.inference.uncertainty``)."""
         total: np.ndarray | None = None
         for (trainer, network, config, _), function in zip(
             self.models, self.logits_functions, strict=True
@@ -240,18 +258,26 @@ class Predictor:
                 device=self.device,
                 tile_batch_size=self.tile_batch_size,
                 logits_function=function,
+                region_matrix=region_matrix,
             )
             total = probs if total is None else total + probs
         assert total is not None
         return total / len(self.models)
 
-    def predict_case(self, images: list[np.ndarray], geometry: Geometry) -> np.ndarray:
+    def predict_case(
+        self,
+        images: list[np.ndarray],
+        geometry: Geometry,
+        region_matrix: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Probabilities ``(K, Z, Y, X)`` float32 in the grid of ``geometry`` for one raw case
-        given as one ``(Z, Y, X)`` array per dataset channel."""
+        given as one ``(Z, Y, X)`` array per dataset channel; with ``region_matrix`` followed by
+        the region second moments, reverted the same way (linear resampling keeps
+        ``E[q^2] >= E[q]^2``; outside the brain crop both are 0)."""
         from tumorseg.preprocessing.pipeline import preprocess_case, revert_to_original
 
         data, _, properties = preprocess_case(images, geometry, self.plans, self.config, label=None)
-        probabilities = self.predict_preprocessed(data)
+        probabilities = self.predict_preprocessed(data, region_matrix)
         reverted = revert_to_original(
             probabilities, properties, self.plans, self.config, activation=self.activation
         )

@@ -16,6 +16,12 @@ volume has fewer tiles than ``tile_batch_size``.
 A tile whose input is entirely zero (background around the brain, padding) produces the same
 probabilities wherever it lies, so it is run through the network once and reused: an exact
 saving that matters for whole-head volumes such as BraTS' 240 x 240 x 155 grid.
+
+With a ``region_matrix`` R of shape ``(R, K)``, the same passes also accumulate, per voxel, the
+second moment of the region probabilities ``q = R @ p`` over every mirrored version and every
+overlapping tile, with the same Gaussian weights as the mean: ``R`` more output channels, from
+which ``tumorseg.inference.uncertainty`` computes the spread. The network runs exactly as often
+as without it.
 """
 
 from __future__ import annotations
@@ -126,6 +132,7 @@ def sliding_window_predict(
     activation: str = "sigmoid",
     device: str = "cpu",
     reuse_empty_tiles: bool = True,
+    region_matrix: Tensor | None = None,
 ) -> Tensor:
     """Probabilities of a whole volume from a patch-wise ``predict_logits``.
 
@@ -143,9 +150,12 @@ def sliding_window_predict(
         activation: ``"sigmoid"`` (regions) or ``"softmax"`` (exclusive labels).
         device: where the network runs and, memory permitting, where results accumulate.
         reuse_empty_tiles: compute all-zero tiles once (exact; off only for comparisons).
+        region_matrix: ``(R, K)`` float weights of output channels per region (identity for
+            sigmoid regions); None: probabilities only.
 
     Returns:
-        ``(K, Z, Y, X)`` float32 probabilities on the CPU.
+        ``(K, Z, Y, X)`` float32 probabilities on the CPU; with ``region_matrix``,
+        ``(K + R, Z, Y, X)``: the probabilities, then the weighted mean of ``q ** 2`` per region.
     """
     image_t = torch.as_tensor(image)
     if image_t.ndim != 4:
@@ -179,6 +189,9 @@ def sliding_window_predict(
         tiles = list(itertools.product(*starts))
         weights = gaussian_importance_map(patch3[1:] if n_spatial == 2 else patch3, device=dev)
         mirror_sets = _mirror_sets(mirror_axes, n_spatial)
+        regions = None
+        if region_matrix is not None:
+            regions = region_matrix.to(device=dev, dtype=torch.float32)
         if n_spatial == 2:
             weights = weights.unsqueeze(0)
             offsets = torch.arange(-context_slices, context_slices + 1, device=work.device)
@@ -212,6 +225,7 @@ def sliding_window_predict(
                         activation,
                         dev,
                         tile_batch_size,
+                        regions,
                     )
                 probabilities = _predict_some(
                     predict_logits,
@@ -222,10 +236,11 @@ def sliding_window_predict(
                     activation,
                     dev,
                     tile_batch_size,
+                    regions,
                 )
             else:
                 probabilities = _predict_tiles(
-                    predict_logits, inputs, mirror_sets, activation, dev, tile_batch_size
+                    predict_logits, inputs, mirror_sets, activation, dev, tile_batch_size, regions
                 )
             if n_spatial == 2:
                 probabilities = probabilities.unsqueeze(2)
@@ -260,9 +275,11 @@ def _predict_tiles(
     activation: str,
     device: torch.device,
     batch_size: int,
+    regions: Tensor | None = None,
 ) -> Tensor:
     """Mean probabilities ``(B, K, *patch)`` over all mirrored versions of ``inputs (B, C_in,
-    *patch)``.
+    *patch)``; with ``regions (R, K)``, ``(B, K + R, *patch)``: then the mean of the squared
+    region probabilities ``(regions @ p) ** 2`` over the mirrored versions.
 
     The ``B x len(mirror_sets)`` (tile, mirror) inputs go through the network ``batch_size`` at a
     time, so mirroring fills the batches even when few tiles are left; each input is built only
@@ -279,6 +296,9 @@ def _predict_tiles(
             ]
         )
         probs = _activate(_forward(predict_logits, x, device).float(), activation)
+        if regions is not None:
+            squared = torch.einsum("rk,bk...->br...", regions.to(probs.device), probs) ** 2
+            probs = torch.cat([probs, squared], dim=1)
         if total is None:
             total = torch.zeros(
                 (n_tiles, *probs.shape[1:]), dtype=torch.float32, device=probs.device
@@ -298,16 +318,19 @@ def _predict_some(
     activation: str,
     device: torch.device,
     batch_size: int,
+    regions: Tensor | None = None,
 ) -> Tensor:
     """Like ``_predict_tiles``, but tiles flagged in ``empty (B,)`` take ``empty_probabilities
     (1, K, *patch)`` instead of a forward pass."""
     if not bool(empty.any()):
-        return _predict_tiles(predict_logits, inputs, mirror_sets, activation, device, batch_size)
+        return _predict_tiles(
+            predict_logits, inputs, mirror_sets, activation, device, batch_size, regions
+        )
     assert empty_probabilities is not None
     keep = (~empty).nonzero().flatten()
     out = empty_probabilities.expand(inputs.shape[0], *empty_probabilities.shape[1:]).clone()
     if keep.numel():
         out[keep] = _predict_tiles(
-            predict_logits, inputs[keep], mirror_sets, activation, device, batch_size
+            predict_logits, inputs[keep], mirror_sets, activation, device, batch_size, regions
         )
     return out

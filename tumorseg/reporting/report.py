@@ -94,7 +94,7 @@ def check_uncertainty(inputs: ReportInputs) -> None:
     raise bad_file(
         folder / UNCERTAINTY_FOLDER,
         f"no uncertainty maps (CASE_<REGION>{inputs.file_ending}); {detail}",
-        "these predictions were written without uncertainty maps; leave out --uncertainty",
+        "predict again with --uncertainty to write them, or leave out --uncertainty",
     )
 
 

@@ -127,11 +127,17 @@ class SegmentationSettings:
     ce_weight: float = 1.0
     # Dice smoothing: keeps the loss defined on patches without foreground.
     smooth: float = 1e-5
+    # Probability of zero-filling each modality of a training sample (at least one kept;
+    # ``tumorseg.training.modality_dropout``), so one model serves every modality subset.
+    # 0 (off) by default: with all four modalities always present it only costs accuracy.
+    modality_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         check_loss_weights(self.dice_weight, self.ce_weight)
         if self.smooth < 0:
             raise ValueError("smooth must be >= 0")
+        if not 0 <= self.modality_dropout < 1:
+            raise ValueError("modality_dropout must be in [0, 1) (0.25 drops a quarter)")
 
 
 @dataclass(frozen=True)

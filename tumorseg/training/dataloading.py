@@ -39,6 +39,7 @@ from tumorseg.preprocessing.storage import read_case, read_reference, reference_
 from tumorseg.trainers.inputs import BatchInput, ExtraTarget, ReferenceImage, RegionMask, of_kind
 from tumorseg.trainers.sampling import ForegroundOversampling, SamplingPolicy
 from tumorseg.training.augmentation import build_augmentation, extraction_size
+from tumorseg.training.modality_dropout import ModalityDropout, dropout_rng
 
 STREAMS = {"train": 0, "val": 1}
 
@@ -98,6 +99,8 @@ class PatchBatches(Dataset):
         augment: apply the training augmentation (off for the validation stream).
         inputs: the trainer's declared inputs beyond image and label (see
             :mod:`tumorseg.trainers.inputs`); exactly these are delivered.
+        modality_dropout: zero-fill whole modalities of the images after augmentation
+            (:mod:`tumorseg.training.modality_dropout`; None: off).
     """
 
     def __init__(
@@ -113,6 +116,7 @@ class PatchBatches(Dataset):
         stream: str = "train",
         augment: bool = True,
         inputs: Sequence[BatchInput] = (),
+        modality_dropout: ModalityDropout | None = None,
     ) -> None:
         if not case_ids:
             raise ValueError("no cases to sample patches from")
@@ -126,6 +130,7 @@ class PatchBatches(Dataset):
         self.sampling: SamplingPolicy = sampling or ForegroundOversampling()
         self.seed, self.rank, self.stream = seed, rank, STREAMS[stream]
         self.augment = augment
+        self.modality_dropout = modality_dropout
         self.targets = cast(tuple[ExtraTarget, ...], of_kind(inputs, ExtraTarget))
         self.references = cast(tuple[ReferenceImage, ...], of_kind(inputs, ReferenceImage))
         self.masks = cast(tuple[RegionMask, ...], of_kind(inputs, RegionMask))
@@ -257,6 +262,9 @@ class PatchBatches(Dataset):
         finally:
             np.random.set_state(outer_numpy)
             random.setstate(outer_python)
+        if self.modality_dropout is not None:
+            rng = dropout_rng(self.seed, self.rank, self.stream, int(index))
+            data[:, :image_channels] = self.modality_dropout(data[:, :image_channels], rng)
         return self._split(data, np.rint(seg).astype(np.int8), image_channels)
 
     def _split(self, data: np.ndarray, seg: np.ndarray, image_channels: int) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from tumorseg.training import distributed as dist
 from tumorseg.training.budget import fit_epochs_to_budget
 from tumorseg.training.checkpoint import capture_rng_state, restore_rng_state
 from tumorseg.training.dataloading import PatchBatches, batch_loader
+from tumorseg.training.modality_dropout import modality_dropout_for
 from tumorseg.training.pretrained import load_pretrained
 from tumorseg.training.progress import ProgressLog
 from tumorseg.training.references import ensure_references
@@ -349,7 +350,11 @@ class Loop:
         """Iterators over the training and validation batch streams, from where this run is."""
         s, run = self.settings, self.run
         train_data = PatchBatches(
-            case_ids=run.train_cases, stream="train", augment=s.augment, **common
+            case_ids=run.train_cases,
+            stream="train",
+            augment=s.augment,
+            modality_dropout=modality_dropout_for(run.trainer),
+            **common,
         )
         val_data = PatchBatches(case_ids=run.val_cases, stream="val", augment=False, **common)
         pin, workers = self.device_type == "cuda", s.num_workers

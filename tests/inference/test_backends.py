@@ -161,7 +161,8 @@ def test_cli_predict_with_onnxruntime_writes_labels(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("trainer_name", "configuration"), [("pairing", "3d_fullres"), ("msf", "2d")]
+    ("trainer_name", "configuration"),
+    [("pairing", "3d_fullres"), ("msf", "2d"), ("clfc", "2.5d")],
 )
 def test_published_trainers_export_to_onnx(trainer_name: str, configuration: str) -> None:
     """The predictor exports graphs without re-checking them, so every trainer's network is

@@ -138,6 +138,20 @@ def test_only_files_the_manifest_lists_are_installed(tmp_path: Path) -> None:
     ]
 
 
+def test_a_listed_folds_optional_record_is_installed(tmp_path: Path) -> None:
+    """A clfc fold's normal_model.json travels with it; the same name under another fold not."""
+    archive = _zip_with(tmp_path / "rec.zip", f"{DATASET}/{RUN}/fold_0/normal_model.json", b"{}")
+    with zipfile.ZipFile(archive, "a") as zf:
+        zf.writestr(f"{DATASET}/{RUN}/fold_3/normal_model.json", b"{}")
+    notes: list[str] = []
+    target = install_model(archive, tmp_path / "results", note=notes.append)
+    installed = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
+    assert installed == sorted([*LISTED, "fold_0/normal_model.json"])
+    assert notes == [
+        f"not installed (not listed in the manifest): {DATASET}/{RUN}/fold_3/normal_model.json"
+    ]
+
+
 def test_a_listed_file_missing_or_over_its_limit_is_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -131,7 +131,7 @@ def test_resume_of_a_finished_run_does_not_train_again(
         (["train", "1", "3d_fullres", "7"], "fold '7' is out of range; use 0, 1, 2, 3, 4 or all"),
         (
             ["train", "1", "3d_fullres", "0", "--trainer", "nope"],
-            "unknown trainer 'nope'; valid: default",
+            "unknown trainer 'nope'; valid: clfc, default",
         ),
         (["train", "1", "3d_fullres", "0", "--set", "nope=1"], "unknown setting(s) nope"),
         (["train", "1", "3d_fullres", "0", "--time-budget", "soon"], "not a duration"),

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from tumorseg import __version__
-from tumorseg.cli import data, demo, evaluate, plan, predict, report, synth, train
+from tumorseg.cli import data, demo, evaluate, normal, plan, predict, report, synth, train
 from tumorseg.cli.common import accept_hidden_aliases
 from tumorseg.errors import TumorsegError
 
@@ -45,7 +45,7 @@ def _root(
     """Self-configuring segmentation of multi-modal brain tumour MRI (BraTS-style data)."""
 
 
-for _module in (data, synth, plan, train, predict, evaluate, report, demo):
+for _module in (data, synth, plan, train, normal, predict, evaluate, report, demo):
     _module.register(app)
 accept_hidden_aliases([app])
 

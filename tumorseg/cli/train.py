@@ -91,6 +91,13 @@ def train(
             "--set", help="Trainer setting key=value (repeatable), e.g. --set dice_weight=0.5."
         ),
     ] = None,
+    save_attention: Annotated[
+        bool,
+        typer.Option(
+            "--save-attention",
+            help="clfc: write attention maps of a few validation slices to fold_k/attention/.",
+        ),
+    ] = False,
     raw: RawOption = DEFAULT_RAW,
     preprocessed: PreprocessedOption = DEFAULT_PREPROCESSED,
     results: ResultsOption = DEFAULT_RESULTS,
@@ -129,6 +136,10 @@ def train(
         parse_set_values(settings or []),
         loop_values,
     )
+    if save_attention:
+        from tumorseg.reporting.attention import check_attention_trainer
+
+        check_attention_trainer(run.trainer)
     from tumorseg.training.loop import train as train_run
     from tumorseg.training.stops import TrainingInterrupted
 
@@ -138,6 +149,12 @@ def train(
         typer.secho(_interrupted_line(stop), err=True)
         raise typer.Exit(130) from None
     typer.echo(f"trained: {folder}")
+    if save_attention:
+        from tumorseg.reporting.attention import save_attention_maps
+
+        cases = run.val_cases or run.train_cases
+        for path in save_attention_maps(folder, run.data_folder, cases, run.loop.device):
+            typer.echo(f"wrote {path}")
 
 
 def _interrupted_line(stop: Any) -> str:

@@ -7,6 +7,9 @@ A model zip holds one run folder, relative to the results root::
     <DatasetNNN_Name>/<run>/dataset.json
     <DatasetNNN_Name>/<run>/fold_<k>/train_config.json
     <DatasetNNN_Name>/<run>/fold_<k>/checkpoint_<name>.pt
+    <DatasetNNN_Name>/<run>/fold_<k>/normal_model.json  when present (clfc: which normal-
+                                              appearance model the run used; its weights are
+                                              inside the checkpoint)
     <DatasetNNN_Name>/<run>/fold_<k>/network_<name>.onnx    (``--format onnx`` only)
 
 Installing never trusts the archive: absolute paths, ``..`` components, links and entries
@@ -42,6 +45,8 @@ _CHECKPOINT_NAMES = ("final", "best", "latest")
 # a foreign archive hits them.
 _SIZE_LIMITS = {".json": 16 << 20, ".pt": 4 << 30}
 _UNTRUSTED = "install only model zips written by `tumorseg export-model`"
+#: Records a fold may have; exported when present.
+_OPTIONAL_FOLD_FILES = ("normal_model.json",)
 
 
 def export_model(
@@ -79,6 +84,9 @@ def export_model(
             if not path.is_file():
                 raise bad_file(path, "not found", "train this fold first or leave it out of -f")
             members.append((path, str(prefix / fold.name / name)))
+        for name in _OPTIONAL_FOLD_FILES:
+            if (fold / name).is_file():
+                members.append((fold / name, str(prefix / fold.name / name)))
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "tumorseg_version": __version__,
@@ -179,16 +187,20 @@ def _listed_files(manifest: dict[str, Any], zip_path: Path) -> set[PurePosixPath
 def _chosen_entries(
     archive: zipfile.ZipFile, zip_path: Path, prefix: PurePosixPath, listed: set[PurePosixPath]
 ) -> tuple[list[tuple[zipfile.ZipInfo, PurePosixPath]], list[str]]:
-    """``([(entry, path in the run folder)] of the listed files, names left out)``; every entry
-    is checked to be safe first, each listed file must be there once and within its limit."""
+    """``([(entry, path in the run folder)] of the listed files and the listed folds' optional
+    records, names left out)``; every entry is checked to be safe first, each listed file must
+    be there once and within its limit."""
     chosen: dict[PurePosixPath, zipfile.ZipInfo] = {}
     left_out = []
+    # the listed folds' optional records (e.g. a clfc fold's normal_model.json) are kept too
+    folds = {PurePosixPath(path.parts[0]) for path in listed if len(path.parts) == 2}
     for info in archive.infolist():
         relative = _check_member(info, zip_path, prefix)
         if info.is_dir() or relative == PurePosixPath(MANIFEST):
             continue
         inner = PurePosixPath(*relative.parts[len(prefix.parts) :])
-        if inner not in listed:
+        optional = len(inner.parts) == 2 and inner.name in _OPTIONAL_FOLD_FILES
+        if inner not in listed and not (optional and PurePosixPath(inner.parts[0]) in folds):
             left_out.append(info.filename)
             continue
         if inner in chosen:

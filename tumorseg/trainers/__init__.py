@@ -23,6 +23,7 @@ from typing import Any
 from tumorseg.constants import TrainerName
 from tumorseg.errors import TumorsegError
 from tumorseg.trainers.base import Trainer, TrainerContext
+from tumorseg.trainers.clfc import CLFCTrainer
 from tumorseg.trainers.default import DefaultSettings, DefaultTrainer
 from tumorseg.trainers.hooks import check_target_outputs, declared_inputs
 from tumorseg.trainers.inputs import check_inputs
@@ -35,6 +36,7 @@ TRAINERS: dict[TrainerName, type] = {
     TrainerName.DEFAULT: DefaultTrainer,
     TrainerName.PAIRING: PairingTrainer,
     TrainerName.MSF: MSFTrainer,
+    TrainerName.CLFC: CLFCTrainer,
     TrainerName.RECURRENCE: RecurrenceTrainer,
 }
 

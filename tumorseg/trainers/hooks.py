@@ -20,7 +20,13 @@ A trainer may define any of
   an ``ExtraTarget``) that the LAST output channels predict, one sigmoid channel each after the
   segmentation channels (default ``()``). Pseudo-Dice scores them against the batch's targets;
   ``tumorseg predict`` and fold validation write them as probability and binary maps
-  (:mod:`tumorseg.data.targets`).
+  (:mod:`tumorseg.data.targets`);
+- ``prepare_training(preparation: TrainingPreparation) -> Sequence[ReferenceProducer]``:
+  called once per training session before the network is built, e.g. to load a frozen
+  sub-model (default: nothing). It returns how to compute the reference images it declares
+  (:class:`~tumorseg.trainers.inputs.ReferenceProducer`), which the training layer caches
+  beside the preprocessed cases. It may replace ``settings`` with resolved values (recorded in
+  ``train_config.json``, so inference rebuilds the same network).
 
 The loop, the loader and the contract tests call the functions below rather than the
 attributes, so a trainer that needs none of them defines none.
@@ -28,7 +34,7 @@ attributes, so a trainer that needs none of them defines none.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,7 +43,7 @@ import torch
 from torch import nn
 
 from tumorseg.data.dataset_json import DatasetJson
-from tumorseg.trainers.inputs import BatchInput, ExtraTarget, of_kind
+from tumorseg.trainers.inputs import BatchInput, ExtraTarget, ReferenceProducer, of_kind
 from tumorseg.trainers.metrics import dice_counts
 from tumorseg.trainers.optimization import LoopHyperparameters, Optimization, default_optimization
 from tumorseg.trainers.sampling import ForegroundOversampling, SamplingPolicy
@@ -193,3 +199,25 @@ class PseudoDiceScorer:
             channel = logits[:, n + i : n + i + 1]
             rows.append(dice_counts(channel, batch["targets"][name], "sigmoid", ((1,),)))
         return torch.cat(rows, dim=0)
+
+
+@dataclass(frozen=True)
+class TrainingPreparation:
+    """What ``prepare_training`` gets: where the run's data and results are."""
+
+    # RESULTS/DatasetNNN_Name: where models shared by several runs live.
+    results_dataset: Path
+    # The fold folder being trained (for records of what was used).
+    fold_folder: Path
+    device: str
+    log: Callable[[str], None]
+
+
+def prepare_training_for(
+    trainer: Any, preparation: TrainingPreparation
+) -> tuple[ReferenceProducer, ...]:
+    """Run the trainer's ``prepare_training`` hook, when it has one; its reference producers."""
+    hook = getattr(trainer, "prepare_training", None)
+    if hook is None:
+        return ()
+    return tuple(hook(preparation) or ())

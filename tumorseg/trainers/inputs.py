@@ -31,9 +31,9 @@ loader checks before the first step that every case has each declared target and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 from tumorseg.errors import TumorsegError
 
@@ -61,6 +61,23 @@ class ReferenceImage:
     # What to run when a case has no such image (the one-line error names it), e.g.
     # "run `tumorseg normal-appearance ...` first".
     missing_hint: str = "compute the reference images of the dataset first"
+
+
+@dataclass(frozen=True)
+class ReferenceProducer:
+    """How to compute reference image ``name`` of a case from its preprocessed images.
+
+    Returned by a trainer's ``prepare_training`` hook; the training layer caches the results
+    (``tumorseg.training.references``) and recomputes them all when ``version`` changes.
+    """
+
+    name: str
+    # Identifies what makes the images (e.g. the SHA-256 of a model checkpoint).
+    version: str
+    # (C_all, Z, Y, X) preprocessed case -> (C_ref, Z, Y, X) float32 on the same grid.
+    compute: Callable[[Any], Any]
+    # Written into the cache's stamp for a person (e.g. the model's name).
+    about: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

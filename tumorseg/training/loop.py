@@ -20,7 +20,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +36,10 @@ from tumorseg.errors import bad_file
 from tumorseg.runs.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from tumorseg.trainers.hooks import (
     PseudoDiceScorer,
+    TrainingPreparation,
     declared_inputs,
     optimization_for,
+    prepare_training_for,
     sampling_policy_for,
 )
 from tumorseg.trainers.metrics import dice_from_counts
@@ -46,6 +50,7 @@ from tumorseg.training.dataloading import PatchBatches, batch_loader
 from tumorseg.training.modality_dropout import modality_dropout_for
 from tumorseg.training.pretrained import load_pretrained
 from tumorseg.training.progress import ProgressLog
+from tumorseg.training.references import ensure_references
 from tumorseg.training.run import TrainingRun, write_run_files
 from tumorseg.training.steps import MeanLogs, check_result, format_logs, to_device
 from tumorseg.training.stops import NonFiniteTraining, TrainingInterrupted, non_finite_error
@@ -417,6 +422,40 @@ def _fields(obj: Any) -> dict[str, Any]:
     return {}
 
 
+def _prepare(run: TrainingRun, echo: bool) -> None:
+    """The trainer's ``prepare_training`` hook and the reference images it produces; nothing
+    (not even the fold folder) for a trainer without the hook."""
+    if getattr(run.trainer, "prepare_training", None) is None:
+        return
+    run.fold_folder.mkdir(parents=True, exist_ok=True)
+    log = ProgressLog(run.fold_folder, echo=echo, write=os.environ.get("RANK", "0") == "0").log
+    preparation = TrainingPreparation(
+        results_dataset=run.run_folder.parent,
+        fold_folder=run.fold_folder,
+        device=run.loop.device,
+        log=log,
+    )
+    producers = prepare_training_for(run.trainer, preparation)
+    cases = tuple(dict.fromkeys([*run.train_cases, *run.val_cases]))
+    for producer in producers:
+        ensure_references(run.data_folder, cases, producer, log)
+
+
+def _start(run: TrainingRun, echo: bool) -> Loop:
+    """Prepare the trainer and build the loop. Folders made on the way (the results dataset,
+    run and fold folders) are removed again when this fails (a missing normal model, a network
+    the plans cannot build), so a refused run leaves nothing behind."""
+    folders = (run.run_folder.parent, run.run_folder, run.fold_folder)
+    created = [folder for folder in folders if not folder.exists()]
+    try:
+        _prepare(run, echo)
+        return Loop(run, echo=echo)
+    except Exception:
+        for folder in reversed(created):
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
 def train(run: TrainingRun, *, resume: bool = False, echo: bool = True) -> Path:
     """Train ``run``, write the final checkpoint and validate; after the last fold of a
     cross-validation, decide the run's post-processing on it.
@@ -427,7 +466,7 @@ def train(run: TrainingRun, *, resume: bool = False, echo: bool = True) -> Path:
     runs of this fold left behind are removed first. Ctrl-C raises ``TrainingInterrupted``
     (where to resume from); a loss that stays NaN/Inf raises ``NonFiniteTraining``.
     """
-    loop = Loop(run, echo=echo)
+    loop = _start(run, echo)
     try:
         return _train(loop, resume)
     except KeyboardInterrupt:

@@ -173,7 +173,15 @@ def test_a_listed_file_missing_or_over_its_limit_is_one_line(
 
 
 @pytest.mark.parametrize(
-    ("key", "value"), [("folds", ["../x"]), ("folds", []), ("checkpoints", ["evil"])]
+    ("key", "value"),
+    [
+        ("folds", ["../x"]),
+        ("folds", []),
+        ("checkpoints", ["evil"]),
+        ("onnx_files", ["fold_0/helper.pkl"]),
+        ("onnx_files", ["fold_1/network_final.onnx"]),  # a fold the manifest does not list
+        ("onnx_files", "fold_0/network_final.onnx"),
+    ],
 )
 def test_manifest_folds_and_checkpoints_are_checked(
     tmp_path: Path, key: str, value: object

@@ -43,7 +43,7 @@ _CHECKPOINT_NAMES = ("final", "best", "latest")
 # Largest file installed, by kind: far above what tumorseg writes (plans and settings are a few
 # kB; a 3D nnU-Net-sized checkpoint with optimiser state is under 1 GB), so only a zip bomb or
 # a foreign archive hits them.
-_SIZE_LIMITS = {".json": 16 << 20, ".pt": 4 << 30}
+_SIZE_LIMITS = {".json": 16 << 20, ".pt": 4 << 30, ".onnx": 4 << 30}
 _UNTRUSTED = "install only model zips written by `tumorseg export-model`"
 #: Records a fold may have; exported when present.
 _OPTIONAL_FOLD_FILES = ("normal_model.json",)
@@ -181,6 +181,15 @@ def _listed_files(manifest: dict[str, Any], zip_path: Path) -> set[PurePosixPath
     for fold in folds:
         names = [*_FOLD_FILES, *(f"checkpoint_{c}.pt" for c in checkpoints)]
         listed.update(PurePosixPath(fold, name) for name in names)
+    # an ONNX export (``--format onnx``) lists its graphs: one per listed fold and checkpoint
+    graphs = {PurePosixPath(f, f"network_{c}.onnx") for f in folds for c in checkpoints}
+    onnx_files = manifest.get("onnx_files", [])
+    if (
+        not isinstance(onnx_files, list)
+        or not {PurePosixPath(str(n)) for n in onnx_files} <= graphs
+    ):
+        raise bad_file(zip_path, f"manifest 'onnx_files' is {onnx_files!r}", "re-export the model")
+    listed.update(PurePosixPath(str(name)) for name in onnx_files)
     return listed
 
 

@@ -66,6 +66,7 @@ def test_negative_cosine_known_values_and_stop_gradient() -> None:
     assert float(negative_cosine(v.detach(), 3 * v.detach())) == pytest.approx(-1.0)
 
 
+@torch.no_grad()
 def test_simsiam_head_is_symmetric() -> None:
     torch.manual_seed(0)
     head = SimSiamHead(3, dim=8, hidden=4).eval()

@@ -90,8 +90,9 @@ def as_tuple(value: int | Sequence[int], spatial_dims: int) -> tuple[int, ...]:
 class ConvNormAct(nn.Module):
     """Convolution -> normalisation -> non-linearity.
 
-    ``(B, in_channels, *S) -> (B, out_channels, *S / stride)``; padding ``kernel // 2`` per axis
-    keeps the size for stride 1 (kernels are odd).
+    ``(B, in_channels, *S) -> (B, out_channels, *S / stride)``; padding ``dilation * (kernel //
+    2)`` per axis keeps the size for stride 1 (kernels are odd). ``dilation`` applies to every
+    axis whose kernel is larger than 1 (the recurrence trainer's dilated encoders).
     """
 
     def __init__(
@@ -101,15 +102,18 @@ class ConvNormAct(nn.Module):
         kernel_size: int | Sequence[int],
         ops: ConvOps,
         stride: int | Sequence[int] = 1,
+        dilation: int = 1,
     ) -> None:
         super().__init__()
         kernel = as_tuple(kernel_size, ops.spatial_dims)
+        dilations = tuple(dilation if k > 1 else 1 for k in kernel)
         self.conv = ops.conv(
             in_channels,
             out_channels,
             kernel_size=kernel,
             stride=as_tuple(stride, ops.spatial_dims),
-            padding=tuple(k // 2 for k in kernel),
+            padding=tuple(d * (k // 2) for k, d in zip(kernel, dilations, strict=True)),
+            dilation=dilations,
             # The following normalisation removes any bias, so the conv needs none.
             bias=False,
         )

@@ -37,48 +37,15 @@ from tumorseg.networks.blocks import (
     ConvNormAct,
     ConvOps,
     TransposedConvUpsample,
-    as_tuple,
     kaiming_init,
 )
 from tumorseg.networks.correlation import CorrelationKind, CorrelationModule
 from tumorseg.networks.mmff import MMFF
 from tumorseg.networks.topology import NetworkTopology
 
-
-class DilatedConvNormAct(nn.Module):
-    """Dilated convolution -> instance norm -> leaky ReLU, size-preserving for stride 1.
-
-    ``(B, in, *S) -> (B, out, *S / stride)``; an axis whose kernel is 1 is not dilated.
-    Attribute names equal :class:`~tumorseg.networks.blocks.ConvNormAct`'s (``conv``, ``norm``),
-    so the state-dict names of a dilated stage match a U-Net stage's.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int | Sequence[int],
-        ops: ConvOps,
-        stride: int | Sequence[int] = 1,
-        dilation: int = 1,
-    ) -> None:
-        super().__init__()
-        kernel = as_tuple(kernel_size, ops.spatial_dims)
-        dilations = tuple(dilation if k > 1 else 1 for k in kernel)
-        self.conv = ops.conv(
-            in_channels,
-            out_channels,
-            kernel_size=kernel,
-            stride=as_tuple(stride, ops.spatial_dims),
-            padding=tuple(d * (k // 2) for k, d in zip(kernel, dilations, strict=True)),
-            dilation=dilations,
-            bias=False,  # the normalisation removes any bias
-        )
-        self.norm = ops.norm(out_channels)
-        self.nonlin = ops.nonlin()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.nonlin(self.norm(self.conv(x)))
+#: The dilated encoders' layer: :class:`~tumorseg.networks.blocks.ConvNormAct` with its
+#: ``dilation`` (same attribute names, so a dilated stage's state-dict names match a U-Net's).
+DilatedConvNormAct = ConvNormAct
 
 
 def dilated_stage(

@@ -260,11 +260,18 @@ def train_all(
     env: dict[str, str],
     specs: list[RunSpec],
     jobs: int = 1,
+    core_budget: str | None = None,
 ) -> None:
     """Train every run and fold not yet validated, ``jobs`` at a time (longest first).
 
     With ``jobs > 1`` each training gets ``cores // jobs`` threads (at least one) and one loader
     process; the steps are fixed, so the parallelism changes the wall time only.
+
+    With ``core_budget`` (e.g. ``20m``) the steps are not fixed: each training runs
+    ``tumorseg train --time-budget core_budget`` on one thread with its data loaded in the same
+    process (``-np 0``), so that it uses exactly one core, and ``jobs`` (at most the number of
+    cores) run side by side: each run gets ``core_budget`` of one core, i.e. that many CPU
+    minutes, and its steps are what it managed in them (read back from its log).
     """
     roots = ["--raw", str(work / "raw"), "--preprocessed", str(work / "preprocessed"),
              "--results", str(work / "results")]  # fmt: skip
@@ -278,21 +285,29 @@ def train_all(
             except FileNotFoundError:
                 pass
             todo.append((spec, fold))
-    todo.sort(key=lambda job: -_idle_seconds(steps[job[0].key]))
-    threads = max(1, int(env.get("TUMORSEG_BENCH_CORES", "2")) // jobs)
-    job_env = {**env, "OMP_NUM_THREADS": str(threads)} if jobs > 1 else env
-    workers = ["-np", "1"] if jobs > 1 else []
+    if core_budget is None:
+        todo.sort(key=lambda job: -_idle_seconds(steps[job[0].key]))
+        threads = max(1, int(env.get("TUMORSEG_BENCH_CORES", "2")) // jobs)
+        job_env = {**env, "OMP_NUM_THREADS": str(threads)} if jobs > 1 else env
+        workers = ["-np", "1"] if jobs > 1 else []
+    else:
+        job_env = {**env, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        workers = ["-np", "0"]
     running: list[tuple[subprocess.Popen, Any]] = []
     for spec, fold in todo:
         while len(running) >= jobs:
             running = _reap(running)
-        budget = steps[spec.key]
-        print(f"training {spec.key} fold {fold}: {budget['steps']} steps", flush=True)
+        if core_budget is None:
+            budget = steps[spec.key]
+            print(f"training {spec.key} fold {fold}: {budget['steps']} steps", flush=True)
+            length = ["--epochs", str(budget["epochs"]),
+                      "--iterations-per-epoch", str(budget["iterations_per_epoch"])]  # fmt: skip
+        else:
+            print(f"training {spec.key} fold {fold}: {core_budget} of one core", flush=True)
+            length = ["--time-budget", core_budget]
         command = tumorseg(
             "train", dataset, spec.configuration, str(fold), "--trainer", spec.trainer,
-            *settings_args(spec), "--epochs", str(budget["epochs"]),
-            "--iterations-per-epoch", str(budget["iterations_per_epoch"]), "--device", "cpu",
-            *workers, *roots,
+            *settings_args(spec), *length, "--device", "cpu", *workers, *roots,
         )  # fmt: skip
         handle = (work / f"train_{spec.key.replace(' ', '_')}_fold{fold}.log").open("w")
         handle.write(f"$ {' '.join(command)}\n")
@@ -418,6 +433,31 @@ def parameter_counts(work: Path, dataset: str, folds: list[int]) -> dict[str, in
     return out
 
 
+def steps_done(work: Path, dataset: str, folds: list[int]) -> dict[str, Any]:
+    """Per run, the optimiser steps each fold made (epochs x steps per epoch of its final
+    checkpoint; the budget fixes the steps per epoch in epoch 0) and the
+    table's ``steps`` cell: their range over the folds."""
+    import torch
+
+    out: dict[str, Any] = {}
+    for spec in RUNS:
+        done = []
+        for fold in folds:
+            try:
+                folder = run_folder(work / "results", dataset, spec, fold) / f"fold_{fold}"
+            except FileNotFoundError:
+                continue
+            checkpoint = torch.load(folder / "checkpoint_final.pth", map_location="cpu",
+                                    weights_only=False)  # fmt: skip
+            state = checkpoint["loop_state"]
+            done.append(int(state["epoch"]) * int(state["iterations_per_epoch"]))
+        if done:
+            low, high = min(done), max(done)
+            cell = f"{low}" if low == high else f"{low}-{high}"
+            out[spec.key] = {"per_fold": done, "steps": cell}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command")
@@ -434,6 +474,11 @@ def main() -> None:
     parser.add_argument("--only", default=None, help="comma-separated run keys (default: all)")
     parser.add_argument("--measure-only", action="store_true")
     parser.add_argument(
+        "--core-budget",
+        default=None,
+        help="e.g. 20m: each run trains --time-budget on one core instead of measured steps",
+    )
+    parser.add_argument(
         "--jobs", type=int, default=1, help="trainings at a time (a shared machine's idle share)"
     )
     args = parser.parse_args()
@@ -446,12 +491,16 @@ def main() -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     dataset = prepare_data(work, args, env, log)
     specs = selected(args.only)
-    steps = measure_steps(work, dataset, args.cores, env, specs)
-    if args.measure_only:
-        return
     folds = [int(f) for f in args.folds.split(",")]
+    if args.core_budget is None:
+        steps = measure_steps(work, dataset, args.cores, env, specs)
+        if args.measure_only:
+            return
     env["TUMORSEG_BENCH_CORES"] = str(args.cores)
-    train_all(work, dataset, steps, folds, env, specs, args.jobs)
+    train_all(work, dataset, steps if args.core_budget is None else {}, folds, env, specs,
+              args.jobs, args.core_budget)  # fmt: skip
+    if args.core_budget is not None:
+        steps = steps_done(work, dataset, folds)
     result = score(work, dataset, folds, env, log)
     parameters = parameter_counts(work, dataset, folds)
     result["steps"], result["parameters"], result["folds"] = steps, parameters, folds

@@ -191,3 +191,76 @@ def test_manifest_folds_and_checkpoints_are_checked(
         zf.writestr(MANIFEST, _manifest(**{key: value}))
     with pytest.raises(TumorsegError, match=f"manifest '{key}' is"):
         install_model(archive, tmp_path / "results")
+
+
+def _decided_run(tmp_path: Path) -> tuple[Path, dict]:
+    """A tiny run with every fold's validation summary and an up-to-date CV decision."""
+    from tumorseg.constants import NUM_FOLDS
+    from tumorseg.postprocessing.rules import preset_decision
+    from tumorseg.postprocessing.run_decision import (
+        RUN_DECISION_FILE,
+        validation_digest,
+        validation_folders,
+    )
+
+    run = write_tiny_run(tmp_path / "results", folds=(0,))
+    for fold in range(NUM_FOLDS):
+        (run / f"fold_{fold}" / "validation").mkdir(parents=True)
+        (run / f"fold_{fold}" / "validation" / "summary.json").write_text(f'{{"fold": {fold}}}')
+    folders = validation_folders(run)
+    assert folders is not None
+    decision = {
+        **preset_decision("pairing", et_threshold=77),
+        "folds": sorted(folders),
+        "validation_digest": validation_digest(folders),
+    }
+    (run / RUN_DECISION_FILE).write_text(json.dumps(decision))
+    return run, decision
+
+
+def test_an_exported_model_carries_its_cv_postprocessing(tmp_path: Path) -> None:
+    from tumorseg.data.labels import LabelManager
+    from tumorseg.postprocessing.run_decision import choose_postprocessing
+
+    run, decision = _decided_run(tmp_path)
+    archive = export_model(run, [run / "fold_0"], tmp_path / "model.zip")
+    with zipfile.ZipFile(archive) as zf:
+        assert json.loads(zf.read(MANIFEST))["postprocessing_file"] == "postprocessing.json"
+    target = install_model(archive, tmp_path / "elsewhere")
+    assert not list(target.glob("fold_*/validation"))  # nothing to check the digest against
+    chosen = choose_postprocessing(
+        target, LabelManager.internal(), preset=("pairing", {}), trainer="pairing"
+    )
+    assert chosen.origin == "cross-validation"
+    assert chosen.decision is not None
+    assert chosen.decision["steps"] == decision["steps"]  # the run's 77 voxels, not the preset's
+    assert "exported with the model" in chosen.reason
+    # the run folder itself still checks the digest: a retrained fold outdates the decision
+    (run / "fold_3" / "validation" / "summary.json").write_text('{"fold": "again"}')
+    assert choose_postprocessing(run, LabelManager.internal()).origin == "none"
+
+
+def test_an_outdated_or_unmarked_decision_is_not_carried(tmp_path: Path) -> None:
+    from tumorseg.data.labels import LabelManager
+    from tumorseg.postprocessing.run_decision import choose_postprocessing
+
+    run, _ = _decided_run(tmp_path)
+    (run / "fold_2" / "validation" / "summary.json").write_text('{"fold": "retrained"}')
+    archive = export_model(run, [run / "fold_0"], tmp_path / "model.zip")
+    with zipfile.ZipFile(archive) as zf:
+        assert "postprocessing_file" not in json.loads(zf.read(MANIFEST))
+        assert not any(n.endswith("postprocessing.json") for n in zf.namelist())
+    target = install_model(archive, tmp_path / "elsewhere")
+    chosen = choose_postprocessing(target, LabelManager.internal(), preset=("pairing", {}))
+    assert chosen.origin == "preset"
+    # a decision copied into a run folder by hand (not marked) is not trusted without validation
+    (target / "postprocessing.json").write_text((run / "postprocessing.json").read_text())
+    assert choose_postprocessing(target, LabelManager.internal()).origin == "none"
+
+
+def test_a_manifest_naming_another_postprocessing_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "model.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(MANIFEST, _manifest(postprocessing_file="../evil.json"))
+    with pytest.raises(TumorsegError, match="postprocessing_file"):
+        install_model(path, tmp_path / "results")

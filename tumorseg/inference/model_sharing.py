@@ -11,6 +11,10 @@ A model zip holds one run folder, relative to the results root::
                                               appearance model the run used; its weights are
                                               inside the checkpoint)
     <DatasetNNN_Name>/<run>/fold_<k>/network_<name>.onnx    (``--format onnx`` only)
+    <DatasetNNN_Name>/<run>/postprocessing.json  the run's post-processing decided on its
+                                              cross-validation, when it has an up-to-date one
+                                              (manifest ``postprocessing_file``); an installed
+                                              model predicts with it as the run itself would
 
 Installing never trusts the archive: absolute paths, ``..`` components, links and entries
 outside the declared run folder are rejected before anything is written; only the files the
@@ -32,6 +36,7 @@ from typing import Any
 
 from tumorseg import __version__
 from tumorseg.errors import bad_file
+from tumorseg.postprocessing.run_decision import RUN_DECISION_FILE, carried_decision
 from tumorseg.utils.atomic import atomic_dir, atomic_path
 
 MANIFEST = "tumorseg_model.json"
@@ -95,6 +100,9 @@ def export_model(
         "folds": fold_names,
         "checkpoints": list(checkpoints),
     }
+    decision = carried_decision(run_folder)
+    if decision is not None:
+        manifest["postprocessing_file"] = RUN_DECISION_FILE
     manifest = {**(manifest_extra or {}), **manifest}
     output = Path(output)
     with atomic_path(output) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -103,6 +111,8 @@ def export_model(
             archive.write(path, arcname)
         for relative, content in extra_members:
             archive.writestr(str(prefix / relative), content)
+        if decision is not None:
+            archive.writestr(str(prefix / RUN_DECISION_FILE), json.dumps(decision, indent=2))
     return output
 
 
@@ -190,6 +200,15 @@ def _listed_files(manifest: dict[str, Any], zip_path: Path) -> set[PurePosixPath
     ):
         raise bad_file(zip_path, f"manifest 'onnx_files' is {onnx_files!r}", "re-export the model")
     listed.update(PurePosixPath(str(name)) for name in onnx_files)
+    decision_file = manifest.get("postprocessing_file")
+    if decision_file is not None:
+        if decision_file != RUN_DECISION_FILE:
+            raise bad_file(
+                zip_path,
+                f"manifest 'postprocessing_file' is {decision_file!r}",
+                "re-export the model",
+            )
+        listed.add(PurePosixPath(RUN_DECISION_FILE))
     return listed
 
 

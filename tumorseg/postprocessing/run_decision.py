@@ -10,6 +10,10 @@ its validation predictions (``tumorseg train`` does it after the last fold's val
 ``validation_digest`` fingerprints the folds' validation summaries, so a decision made before a
 fold was trained again is recognised as out of date and not used.
 
+An exported model carries an up-to-date decision (:func:`carried_decision`, marked
+``"carried_with_model"``); its installed run folder has no validation predictions to check it
+against, so there the mark stands in for the digest check.
+
 ``predict`` applies, in this order of precedence (:func:`choose_postprocessing`): nothing with
 ``--no-postprocess``; the decision file given with ``--postprocessing``; the run's own
 cross-validation decision (even when it chose no rule: CV then said that nothing helps); the
@@ -121,12 +125,27 @@ def current_run_decision(run_folder: Path) -> tuple[dict[str, Any] | None, str |
     except TumorsegError as exc:
         return None, f"{exc}"
     folders = validation_folders(run_folder)
+    if folders is None and decision.get("carried_with_model") and not _has_validation(run_folder):
+        return decision, None  # an installed model: checked when it was exported
     if folders is None or decision.get("validation_digest") != validation_digest(folders):
         return None, (
             f"{path} was decided on validation predictions that have changed since (a fold was "
             "trained again); run 'tumorseg find-best' to decide it again"
         )
     return decision, None
+
+
+def _has_validation(run_folder: Path) -> bool:
+    return any(Path(run_folder).glob("fold_*/validation"))
+
+
+def carried_decision(run_folder: Path) -> dict[str, Any] | None:
+    """The run's up-to-date cross-validation decision marked for a model zip, else None (an
+    outdated one is not carried: the installed model then falls back like the run would)."""
+    decision, _ = current_run_decision(run_folder)
+    if decision is None:
+        return None
+    return {**decision, "carried_with_model": True}
 
 
 @dataclass(frozen=True)
@@ -176,11 +195,12 @@ def choose_postprocessing(
     decision, outdated = current_run_decision(run_folder)
     if decision is not None:
         folds = ",".join(str(f) for f in decision.get("folds", []))
+        carried = ", exported with the model" if decision.get("carried_with_model") else ""
         return ChosenPostprocessing(
             decision,
             "cross-validation",
-            f"{words(decision['steps'])} (decided on the run's cross-validation, folds {folds}: "
-            f"{Path(run_folder) / RUN_DECISION_FILE})",
+            f"{words(decision['steps'])} (decided on the run's cross-validation, folds {folds}"
+            f"{carried}: {Path(run_folder) / RUN_DECISION_FILE})",
         )
     note = f"; {outdated}" if outdated else ""
     if preset is not None:
@@ -201,4 +221,3 @@ def choose_postprocessing(
         f"none (no decision on this run's cross-validation: it is made once all {NUM_FOLDS} "
         f"folds are validated; trainer '{trainer}' has no paper preset{note})",
     )
-

@@ -56,6 +56,15 @@ def roots(raw: Path, preprocessed: Path, results: Path) -> Roots:
     )
 
 
+class Precision(str, Enum):
+    """Network precision on the CPU; mirrors ``tumorseg.inference.precision.Precision`` (that
+    module imports torch, which the CLI loads only when a command runs)."""
+
+    AUTO = "auto"
+    FP32 = "fp32"
+    BF16 = "bf16"
+
+
 class DeviceName(str, Enum):
     """``--device`` of train and predict; ``auto`` takes the GPU that is present, else the CPU."""
 

@@ -19,6 +19,7 @@ from tumorseg.cli.common import (
     DeviceOption,
     FoldsOption,
     PlansOption,
+    Precision,
     RawOption,
     ResultsOption,
     TrainerOption,
@@ -40,14 +41,6 @@ class Backend(str, Enum):
     TORCH = "torch"
     ONNXRUNTIME = "onnxruntime"
     OPENVINO = "openvino"
-
-
-class Precision(str, Enum):
-    """Mirrors ``tumorseg.inference.precision.Precision`` (that module imports torch)."""
-
-    AUTO = "auto"
-    FP32 = "fp32"
-    BF16 = "bf16"
 
 
 class ModelFormat(str, Enum):

@@ -14,6 +14,7 @@ from tumorseg.cli.common import (
     DeviceName,
     DeviceOption,
     PlansOption,
+    Precision,
     PreprocessedOption,
     RawOption,
     ResultsOption,
@@ -98,6 +99,14 @@ def train(
             help="clfc: write attention maps of a few validation slices to fold_k/attention/.",
         ),
     ] = False,
+    precision: Annotated[
+        Precision,
+        typer.Option(
+            "--precision",
+            help="CPU training precision: fp32, bf16 (autocast; fastest on CPUs with native bf16, "
+            "AVX512-BF16/AMX) or auto (bf16 only where native and measured faster).",
+        ),
+    ] = Precision.FP32,
     raw: RawOption = DEFAULT_RAW,
     preprocessed: PreprocessedOption = DEFAULT_PREPROCESSED,
     results: ResultsOption = DEFAULT_RESULTS,
@@ -117,6 +126,8 @@ def train(
         "batch_size": batch_size,
     }
     loop_values.update({k: v for k, v in optional.items() if v is not None})
+    if precision is not Precision.FP32:
+        loop_values["precision"] = precision.value
     if time_budget is not None:
         loop_values["time_budget_s"] = parse_duration(time_budget)
     if validation_tta:

@@ -50,8 +50,13 @@ class LoopSettings:
     oversample_foreground: float = DEFAULT_OVERSAMPLE_FOREGROUND
     # Patches per step; None takes the plan's batch size.
     batch_size: int | None = None
-    # Mixed precision (autocast + GradScaler); used on CUDA only.
+    # Mixed precision on CUDA (fp16 autocast + GradScaler).
     amp: bool = True
+    # CPU precision of the network's forward and backward: "fp32", "bf16" (autocast to bfloat16;
+    # weights, optimiser state and loss sums stay float32, no GradScaler since bf16 has
+    # float32's range) or "auto" (bf16 where the CPU has native bf16 and a probe measures it
+    # faster, see tumorseg.inference.precision). Ignored off the CPU.
+    precision: str = "fp32"
     # Smoothing of the per-epoch pseudo-Dice that picks the best checkpoint.
     ema_momentum: float = 0.9
     # Seed of weights, patch sampling and augmentation; equal seeds give equal runs on CPU.
@@ -75,6 +80,10 @@ class LoopSettings:
             value = getattr(self, item.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise TumorsegError(f"loop setting {item.name} is {value}; give a finite number")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise TumorsegError(
+                f"loop setting precision is {self.precision!r}; use auto, fp32 or bf16"
+            )
         if self.max_nonfinite_steps < 1:
             raise TumorsegError(
                 f"loop setting max_nonfinite_steps is {self.max_nonfinite_steps}; give 1 or more"

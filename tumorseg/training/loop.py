@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from tumorseg.errors import bad_file
+from tumorseg.inference.precision import Precision, resolve_precision
 from tumorseg.runs.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from tumorseg.trainers.hooks import (
     PseudoDiceScorer,
@@ -86,6 +87,9 @@ class Loop:
         self.settings = run.loop
         self.device_type = torch.device(self.device).type
         self.amp = self.settings.amp and self.device_type == "cuda"
+        self.cpu_bf16 = self.device_type == "cpu" and (
+            resolve_precision(self.settings.precision, "cpu") is Precision.BF16
+        )
         seed = self.settings.seed
         # Equal initial weights on every rank (DDP also broadcasts rank 0's), then per-rank RNG.
         torch.manual_seed(seed)
@@ -234,7 +238,7 @@ class Loop:
     def _optimiser_step(self, batch: dict[str, Any], logs: MeanLogs) -> float | None:
         """One step on ``batch``; its loss, or None when it was skipped as non-finite."""
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(self.device_type, enabled=self.amp):
+        with self._autocast():
             result = self._step(batch)
         # Backward runs even for a NaN loss, so that DDP's gradient exchange stays in step.
         self.scaler.scale(result.loss).backward()
@@ -270,7 +274,7 @@ class Loop:
         counts = torch.zeros(len(self.scorer.names), 3, dtype=torch.long)
         for _ in range(self._val_iterations()):
             batch = to_device(next(batches), self.device)
-            with torch.autocast(self.device_type, enabled=self.amp):
+            with self._autocast():
                 result = self._step(batch)
             losses.append(float(result.loss))
             logs.add(result.logs)
@@ -279,6 +283,12 @@ class Loop:
         dist.all_reduce_sum(summed, self.info)
         dist.all_reduce_sum(counts, self.info)
         return float(summed[0] / summed[1]), dice_from_counts(counts), logs.means()
+
+    def _autocast(self) -> torch.autocast:
+        """fp16 autocast under CUDA AMP, bf16 autocast for a bf16 CPU run, else a no-op."""
+        if self.cpu_bf16:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(self.device_type, enabled=self.amp)
 
     def _step(self, batch: dict[str, Any]) -> Any:
         result = self.run.trainer.training_step(self.model, batch)
@@ -309,7 +319,8 @@ class Loop:
         self.log.log(
             f"training {run.trainer.name} {run.config.name} fold {run.fold}: "
             f"{len(run.train_cases)} train / {len(run.val_cases)} val cases, batch "
-            f"{batch_size}, patch {tuple(run.config.patch_size)}, device {self.device}, "
+            f"{batch_size}, patch {tuple(run.config.patch_size)}, device {self.device}"
+            f"{' (bf16)' if self.cpu_bf16 else ''}, "
             f"{s.num_workers} loader workers, world size {self.info.world_size}"
         )
         while self.state.epoch < self.state.total_epochs:

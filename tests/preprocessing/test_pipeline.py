@@ -22,6 +22,7 @@ PROPERTY_KEYS = {
     "class_locations",
     "targets",
     "target_locations",
+    "lookalike_locations",
 }
 
 

@@ -196,12 +196,14 @@ def test_corrupt_checkpoint(
     assert "Traceback" not in err
 
 
-def test_train_precision_bf16_reaches_the_loop(
+def test_train_precision_and_lookalikes_reach_the_loop(
     roots: Roots, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_tiny_preprocessed(roots)
-    args = ["train", "1", "3d_fullres", "0", *FAST, "--epochs", "1", "--precision", "bf16"]
+    args = ["train", "1", "3d_fullres", "0", *FAST, "--epochs", "1", "--precision", "bf16",
+            "--lookalikes", "0.5"]  # fmt: skip
     assert _cli(roots, *args, "--device", "cpu", monkeypatch=monkeypatch) == 0
     (config,) = (roots.results / DATASET).glob("*/fold_0/train_config.json")
-    assert json.loads(config.read_text())["loop"]["precision"] == "bf16"
+    loop = json.loads(config.read_text())["loop"]
+    assert (loop["precision"], loop["oversample_lookalikes"]) == ("bf16", 0.5)
     assert "device cpu (bf16)" in (config.parent / "log.txt").read_text()

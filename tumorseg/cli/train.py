@@ -99,6 +99,16 @@ def train(
             help="clfc: write attention maps of a few validation slices to fold_k/attention/.",
         ),
     ] = False,
+    lookalikes: Annotated[
+        float | None,
+        typer.Option(
+            "--lookalikes",
+            min=0.0,
+            max=1.0,
+            help="Share of each batch centred on tumour look-alikes (bright FLAIR/T1c far from "
+            "the tumour): hard negatives against scattered false positives (default 0: off).",
+        ),
+    ] = None,
     precision: Annotated[
         Precision,
         typer.Option(
@@ -124,6 +134,7 @@ def train(
         "val_iterations": val_iterations,
         "seed": seed,
         "batch_size": batch_size,
+        "oversample_lookalikes": lookalikes,
     }
     loop_values.update({k: v for k, v in optional.items() if v is not None})
     if precision is not Precision.FP32:

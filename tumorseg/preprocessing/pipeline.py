@@ -16,7 +16,9 @@ unless stated:
 - ``class_locations``: ``{"label": [[z, y, x], ...]}`` up to ``MAX_LOCATIONS`` voxels per
   foreground label present, in stored (transposed, resampled) coordinates, for oversampling;
 - ``targets``: names of the extra target channels of the seg array, in order;
-- ``target_locations``: ``{"name": [[z, y, x], ...]}`` foreground voxels of each extra target.
+- ``target_locations``: ``{"name": [[z, y, x], ...]}`` foreground voxels of each extra target;
+- ``lookalike_locations``: ``{"FLAIR": [[z, y, x], ...], "T1c": ...}`` tumour look-alikes for
+  hard-negative sampling (:func:`lookalike_locations`), stored coordinates.
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ from tumorseg.preprocessing.resampling import (
     target_shape,
 )
 
+#: Look-alikes: the brightest ``100 - LOOKALIKE_PERCENTILE`` % of the non-tumour brain in FLAIR
+#: and T1c, at least ``LOOKALIKE_MARGIN_MM`` from the tumour (where a false positive is a
+#: separate component, not a border error).
+LOOKALIKE_PERCENTILE = 99.0
+LOOKALIKE_MARGIN_MM = 10.0
 MAX_LOCATIONS = 10_000  # foreground voxels kept per label: plenty for oversampling, small JSON
 _LOCATION_SEED = 12345  # fixed, so a rerun writes identical properties
 
@@ -47,6 +54,47 @@ def _locations(mask: np.ndarray, rng: np.random.Generator) -> list[list[int]]:
     if idx.size > MAX_LOCATIONS:
         idx = np.sort(rng.choice(idx, MAX_LOCATIONS, replace=False))
     return np.stack(np.unravel_index(idx, mask.shape), axis=1).tolist()
+
+
+def lookalike_locations(
+    data: np.ndarray,
+    seg: np.ndarray,
+    channel_names: list[str],
+    spacing: list[float],
+    rng: np.random.Generator,
+) -> dict[str, list[list[int]]]:
+    """Voxels that look like tumour and are not: per FLAIR / T1c channel of ``data`` (C, z, y,
+    x), non-tumour brain voxels (``seg`` 0, data nonzero) at least ``LOOKALIKE_MARGIN_MM`` from
+    the tumour and brighter than the ``LOOKALIKE_PERCENTILE``-th percentile of such voxels:
+    white-matter hyperintensities, bright vessels, artefacts (FLAIR is where edema look-alikes
+    show, T1c where enhancement look-alikes do). Up to ``MAX_LOCATIONS`` per channel."""
+    from scipy import ndimage
+
+    from tumorseg.constants import Modality
+
+    wanted = {Modality.FLAIR, Modality.T1C}
+    channels = []
+    for index, name in enumerate(channel_names):
+        try:
+            modality = Modality.parse(name)
+        except ValueError:
+            continue
+        if modality in wanted:
+            channels.append((index, modality.value))
+    if not channels:
+        return {}
+    background = (data != 0).any(axis=0) & (seg == 0)
+    if (seg > 0).any():
+        distance = ndimage.distance_transform_edt(seg == 0, sampling=spacing)
+        background &= distance >= LOOKALIKE_MARGIN_MM
+    out: dict[str, list[list[int]]] = {}
+    for index, name in channels:
+        values = data[index][background]
+        if values.size == 0:
+            continue
+        threshold = np.percentile(values, LOOKALIKE_PERCENTILE)
+        out[name] = _locations(background & (data[index] > threshold), rng)
+    return out
 
 
 def preprocess_case(
@@ -112,6 +160,9 @@ def preprocess_case(
         properties["target_locations"] = {
             name: _locations(seg[1 + i] > 0, rng) for i, name in enumerate(target_names)
         }
+        properties["lookalike_locations"] = lookalike_locations(
+            data, seg[0], list(plans.channel_names), list(config.spacing), rng
+        )
     return np.ascontiguousarray(data, dtype=np.float32), seg, properties
 
 

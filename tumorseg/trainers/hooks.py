@@ -46,15 +46,22 @@ from tumorseg.data.dataset_json import DatasetJson
 from tumorseg.trainers.inputs import BatchInput, ExtraTarget, ReferenceProducer, of_kind
 from tumorseg.trainers.metrics import dice_counts
 from tumorseg.trainers.optimization import LoopHyperparameters, Optimization, default_optimization
-from tumorseg.trainers.sampling import ForegroundOversampling, SamplingPolicy
+from tumorseg.trainers.sampling import (
+    ForegroundOversampling,
+    LookalikeOversampling,
+    SamplingPolicy,
+)
 from tumorseg.trainers.segmentation import OutputSpec, output_spec
 
 
 class SamplingSettings(Protocol):
-    """The loop setting the default sampling policy reads (``LoopSettings`` provides it)."""
+    """The loop settings the default sampling policy reads (``LoopSettings`` provides them)."""
 
     @property
     def oversample_foreground(self) -> float: ...
+
+    @property
+    def oversample_lookalikes(self) -> float: ...
 
 
 def declared_inputs(trainer: Any) -> tuple[BatchInput, ...]:
@@ -74,9 +81,13 @@ def optimization_for(trainer: Any, network: nn.Module, loop: LoopHyperparameters
 
 
 def sampling_policy_for(trainer: Any, loop: SamplingSettings) -> SamplingPolicy:
-    """The trainer's patch-sampling policy, or nnU-Net's foreground oversampling."""
+    """The trainer's patch-sampling policy, or nnU-Net's foreground oversampling (with hard
+    negatives when the loop's ``oversample_lookalikes`` is positive)."""
     hook = getattr(trainer, "sampling_policy", None)
     if hook is None:
+        lookalikes = getattr(loop, "oversample_lookalikes", 0.0)
+        if lookalikes > 0:
+            return LookalikeOversampling(loop.oversample_foreground, lookalikes)
         return ForegroundOversampling(loop.oversample_foreground)
     policy: SamplingPolicy = hook(loop)
     return policy

@@ -69,6 +69,45 @@ class ForegroundOversampling:
         return random_location(rng, properties.get("class_locations", {}))
 
 
+@dataclass(frozen=True)
+class LookalikeOversampling:
+    """Hard negatives beside nnU-Net's foreground oversampling: of a batch of ``B``, the last
+    ``ForegroundOversampling(foreground).forced(B)`` samples are centred on foreground, the
+    ``round(B * lookalikes)`` before them (at least one when positive, never taking a
+    foreground sample's place) on a tumour look-alike of the case (a bright non-tumour voxel of
+    FLAIR or T1c far from the tumour, the preprocessed ``lookalike_locations``), the rest at
+    random. A case preprocessed before look-alikes were recorded gets random centres there."""
+
+    foreground: float = DEFAULT_OVERSAMPLE_FOREGROUND
+    lookalikes: float = 0.33
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.lookalikes <= 1:
+            raise ValueError(f"look-alike fraction must be in [0, 1], got {self.lookalikes}")
+        ForegroundOversampling(self.foreground)  # checks the foreground fraction
+
+    def counts(self, batch_size: int) -> tuple[int, int]:
+        """``(look-alike samples, foreground samples)`` per batch."""
+        foreground = ForegroundOversampling(self.foreground).forced(batch_size)
+        wanted = math.floor(batch_size * self.lookalikes + 0.5)
+        wanted = max(1 if self.lookalikes > 0 else 0, wanted)
+        return min(batch_size - foreground, wanted), foreground
+
+    def centre(
+        self,
+        rng: np.random.Generator,
+        sample: int,
+        batch_size: int,
+        properties: Mapping[str, Any],
+    ) -> Centre:
+        lookalikes, foreground = self.counts(batch_size)
+        if sample >= batch_size - foreground:
+            return random_location(rng, properties.get("class_locations", {}))
+        if sample >= batch_size - foreground - lookalikes:
+            return random_location(rng, properties.get("lookalike_locations", {}))
+        return None
+
+
 def random_location(
     rng: np.random.Generator, locations: Mapping[str, Sequence[Sequence[int]]]
 ) -> list[int] | None:

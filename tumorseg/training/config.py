@@ -48,6 +48,10 @@ class LoopSettings:
     # Share of each batch forced to contain foreground (small tumours are otherwise rare); read
     # by the default sampling policy (a trainer may supply its own).
     oversample_foreground: float = DEFAULT_OVERSAMPLE_FOREGROUND
+    # Share of each batch centred on tumour look-alikes (bright FLAIR / T1c far from the tumour:
+    # hard negatives against scattered false positives); 0 turns it off. Read by the default
+    # sampling policy.
+    oversample_lookalikes: float = 0.0
     # Patches per step; None takes the plan's batch size.
     batch_size: int | None = None
     # Mixed precision on CUDA (fp16 autocast + GradScaler).

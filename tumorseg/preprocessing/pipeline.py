@@ -23,6 +23,7 @@ unless stated:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -84,9 +85,18 @@ def lookalike_locations(
     if not channels:
         return {}
     background = (data != 0).any(axis=0) & (seg == 0)
-    if (seg > 0).any():
-        distance = ndimage.distance_transform_edt(seg == 0, sampling=spacing)
-        background &= distance >= LOOKALIKE_MARGIN_MM
+    tumour = seg > 0
+    if tumour.any():
+        # Distances only within the tumour's box grown by the margin (exact there: every tumour
+        # voxel lies inside it); everything outside that box is at least the margin away.
+        found = np.argwhere(tumour)
+        grow = [math.ceil(LOOKALIKE_MARGIN_MM / s) for s in spacing]
+        box = tuple(
+            slice(max(0, lo - g), min(n, hi + 1 + g))
+            for lo, hi, g, n in zip(found.min(0), found.max(0), grow, seg.shape, strict=True)
+        )
+        distance = ndimage.distance_transform_edt(~tumour[box], sampling=spacing)
+        background[box] &= distance >= LOOKALIKE_MARGIN_MM
     out: dict[str, list[list[int]]] = {}
     for index, name in channels:
         values = data[index][background]

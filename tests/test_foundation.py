@@ -113,6 +113,14 @@ def test_dataset_json_regions_without_order_fail(tmp_path: Path) -> None:
         DatasetJson.read(tmp_path)
 
 
+def test_a_missing_dataset_names_the_root_that_was_searched(tmp_path: Path) -> None:
+    with pytest.raises(TumorsegError, match=r"convert or synthesise it first, or set the raw root "
+                       r"with --raw / TUMORSEG_RAW \(datasets present: none\)"):  # fmt: skip
+        find_dataset("7", tmp_path)
+    with pytest.raises(TumorsegError, match="set the results root with --results / TUMORSEG_RES"):
+        find_dataset("7", tmp_path, "results")
+
+
 def test_find_dataset_by_id_name_and_path(tiny_dataset: Path) -> None:
     root = tiny_dataset.parent
     assert find_dataset("1", root) == tiny_dataset

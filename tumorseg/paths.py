@@ -57,11 +57,20 @@ def parse_dataset_folder_name(folder: str) -> tuple[int, str] | None:
     return (int(match.group(1)), match.group(2)) if match else None
 
 
-def find_dataset(reference: str | Path, root: Path) -> Path:
+#: Per kind of root: the option and variable that set it, and what usually puts a dataset there.
+_ROOT_HINTS = {
+    "raw": ("--raw", RAW_ENV, "convert or synthesise it first"),
+    "preprocessed": ("--preprocessed", PREPROCESSED_ENV, "run `tumorseg plan` on it first"),
+    "results": ("--results", RESULTS_ENV, "train a run of it first"),
+}
+
+
+def find_dataset(reference: str | Path, root: Path, kind: str = "raw") -> Path:
     """Resolve a dataset given as id (``501``), full name (``Dataset501_BraTS``) or path.
 
-    Searches ``root`` for ids and names. Raises a one-line ``TumorsegError`` when nothing or more
-    than one folder matches.
+    Searches ``root`` (the ``kind`` root: raw, preprocessed or results, named in the error) for
+    ids and names. Raises a one-line ``TumorsegError`` when nothing or more than one folder
+    matches.
     """
     text = str(reference)
     as_path = Path(text).expanduser()
@@ -89,9 +98,10 @@ def find_dataset(reference: str | Path, root: Path) -> Path:
             f"{as_path}: no dataset.json in this folder; point at a dataset folder "
             "(DatasetNNN_Name with dataset.json)"
         )
+    option, variable, first = _ROOT_HINTS[kind]
     raise TumorsegError(
-        f"{root}: no dataset {text!r} here; check the id or name, or set the root with the "
-        f"--raw option / {RAW_ENV} (datasets present: "
+        f"{root}: no dataset {text!r} here; check the id or name, {first}, or set the {kind} "
+        f"root with {option} / {variable} (datasets present: "
         + (", ".join(p.name for p in sorted(root.glob("Dataset*_*"))) or "none")
         + ")"
     )

@@ -124,7 +124,7 @@ TRIALS = [
     Trial("train-fold-7-of-5", train_with(fold="7"),
           "fold '7' is out of range; use 0, 1, 2, 3, 4 or all", no_checkpoints),
     Trial("train-fold-not-a-number", train_with(fold="x"),
-          "fold 'x' is out of range; use 0, 1, 2, 3, 4 or all", no_checkpoints),
+          "fold 'x' is not a fold; use 0, 1, 2, 3, 4 or all", no_checkpoints),
     Trial("train-unplanned-configuration", train_with(configuration="4d"),
           "have no configuration '4d' (planned: 3d_fullres, 2d, 2.5d)", no_checkpoints),
     Trial("train-unknown-trainer", train_with("-tr", "nope"),

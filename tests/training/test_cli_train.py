@@ -136,7 +136,12 @@ def test_resume_of_a_finished_run_does_not_train_again(
         (["train", "1", "3d_fullres", "0", "--set", "nope=1"], "unknown setting(s) nope"),
         (["train", "1", "3d_fullres", "0", "--time-budget", "soon"], "not a duration"),
         (["train", "1", "4d", "0"], "no configuration '4d'"),
-        (["train", "2", "3d_fullres", "0"], "no dataset '2' here"),
+        (["train", "1", "3d_fullres", "first"], "fold 'first' is not a fold; use 0, 1, 2, 3, 4"),
+        (
+            ["train", "2", "3d_fullres", "0"],
+            "no dataset '2' here; check the id or name, run `tumorseg plan` on it first, or set "
+            "the preprocessed root with --preprocessed / TUMORSEG_PREPROCESSED",
+        ),
     ],
 )
 def test_bad_input_is_one_line(

@@ -75,7 +75,7 @@ def _stored_plans(dataset: str, r: Roots, plans_name: str) -> Path | None:
     from tumorseg.paths import find_dataset
 
     try:
-        folder = find_dataset(dataset, r.preprocessed)
+        folder = find_dataset(dataset, r.preprocessed, "preprocessed")
     except TumorsegError:
         return None
     path = r.preprocessed / folder.name / f"{plans_name}.json"

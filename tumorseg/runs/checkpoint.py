@@ -7,6 +7,7 @@ so ``torch.load(path, weights_only=True)`` always works and a checkpoint can nev
 from __future__ import annotations
 
 import pickle
+import re
 import warnings
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -74,8 +75,13 @@ def refusal_reason(exc: Exception) -> str:
         return "it holds pickled Python objects, which could run code and are never loaded"
     if isinstance(exc, pickle.UnpicklingError):
         return "not a checkpoint of plain tensors"
-    reason = text.splitlines()[0][:120] if text else type(exc).__name__
-    return f"truncated or not a checkpoint: {reason}"
+    # The first sentence of the library's message, without an OS error number ("[Errno 22]")
+    # or the advice to report an internal error that follows it.
+    first = re.sub(r"^\[Errno \d+\]\s*", "", text.splitlines()[0]) if text.strip() else ""
+    first = first.split(". ")[0].rstrip(".")[:100]
+    if isinstance(exc, EOFError) or not first:
+        first = "the file ends before its first record"
+    return f"truncated or not a checkpoint: {first}"
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -23,7 +23,8 @@ def parse_fold(text: str | int) -> int | str:
     if value.isdigit() and 0 <= int(value) < NUM_FOLDS:
         return int(value)
     choices = ", ".join(str(f) for f in range(NUM_FOLDS))
-    raise TumorsegError(f"fold {text!r} is out of range; use {choices} or all")
+    problem = "is out of range" if value.isdigit() else "is not a fold"
+    raise TumorsegError(f"fold {text!r} {problem}; use {choices} or all")
 
 
 def parse_folds(values: str | Sequence[str] | None) -> list[str] | None:

@@ -28,7 +28,7 @@ FIND_BEST_FILE = "find_best.json"
 def find_results_dataset(reference: str, results: Path) -> Path:
     """The ``RESULTS/<DatasetNNN_Name>`` folder of a dataset given by id, name or path."""
     try:
-        return find_dataset(reference, results)
+        return find_dataset(reference, results, "results")
     except TumorsegError:
         present = ", ".join(p.name for p in sorted(results.glob("Dataset*_*"))) or "none"
         raise TumorsegError(

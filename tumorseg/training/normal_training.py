@@ -336,7 +336,7 @@ def prepare_normal_training(
     except TumorsegError:
         if healthy is None:
             raise
-        raw, name = None, find_dataset(dataset, roots.preprocessed).name
+        raw, name = None, find_dataset(dataset, roots.preprocessed, "preprocessed").name
     resolved: NormalModelSettings = make_settings("train-normal", NormalModelSettings, settings)
     images = healthy_t1_images(raw, healthy)
     changes = non_default(dataclasses.asdict(resolved), dataclasses.asdict(NormalModelSettings()))

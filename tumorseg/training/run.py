@@ -115,7 +115,7 @@ def prepare_run(
     Raises one-line ``TumorsegError`` for every user mistake (unplanned or unpreprocessed
     dataset, unknown trainer or setting, fold out of range ...).
     """
-    folder = find_dataset(dataset, roots.preprocessed)
+    folder = find_dataset(dataset, roots.preprocessed, "preprocessed")
     plans = read_plans(folder, plans_name)
     config = plans.configuration(configuration)
     dataset_json = DatasetJson.read(folder / "dataset.json")

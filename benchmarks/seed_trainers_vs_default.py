@@ -60,6 +60,8 @@ BUDGET_S = 20 * 60
 EPOCHS = 20  # a CPU time budget splits its schedule into this many epochs (BUDGET_MIN_EPOCHS)
 MEASURE_STEPS = 6  # steps per epoch of the two measuring runs
 REGIONS = ("WT", "TC", "ET")
+#: The same regions under the names a dataset's own labels give them (``--regions dataset``).
+REGION_NAMES = {"whole_tumor": "WT", "tumor_core": "TC", "enhancing_tumor": "ET"}
 
 
 @dataclass(frozen=True)
@@ -388,8 +390,15 @@ def score(work: Path, dataset: str, folds: list[int], env: dict[str, str], log: 
     }
 
 
+def _region(metrics: dict[str, Any], region: str) -> Any:
+    """``metrics[region]``, also when the summary names the region the dataset's way."""
+    if region in metrics:
+        return metrics[region]
+    return next(v for k, v in metrics.items() if REGION_NAMES.get(k) == region)
+
+
 def _mean_sd(summary: dict[str, Any], region: str, metric: str) -> tuple[float, float]:
-    values = [c["metrics"][region][metric] for c in summary["cases"].values()]
+    values = [_region(c["metrics"], region)[metric] for c in summary["cases"].values()]
     mean = sum(values) / len(values)
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1))
 
@@ -412,9 +421,10 @@ def table(result: dict[str, Any], steps: dict[str, Any], parameters: dict[str, i
               "| --- | --- | --- | ---: | ---: | ---: |"]  # fmt: skip
     for comparison in result["comparisons"]:
         for row in comparison["rows"]:
-            if row["region"] in REGIONS and row["metric"] in ("dice", "hd95"):
+            region = REGION_NAMES.get(row["region"], row["region"])
+            if region in REGIONS and row["metric"] in ("dice", "hd95"):
                 lines.append(
-                    f"| {comparison['a']} vs {comparison['b']} | {row['region']} | "
+                    f"| {comparison['a']} vs {comparison['b']} | {region} | "
                     f"{row['metric']} | {row['difference']:+.3f} | {row['p_value']:.3f} | "
                     f"{row['n']} |"
                 )
@@ -447,7 +457,9 @@ def steps_done(work: Path, dataset: str, folds: list[int]) -> dict[str, Any]:
                 folder = run_folder(work / "results", dataset, spec, fold) / f"fold_{fold}"
             except FileNotFoundError:
                 continue
-            checkpoint = torch.load(folder / "checkpoint_final.pth", map_location="cpu",
+            if not (folder / "checkpoint_final.pt").is_file():
+                continue  # still training
+            checkpoint = torch.load(folder / "checkpoint_final.pt", map_location="cpu",
                                     weights_only=False)  # fmt: skip
             state = checkpoint["loop_state"]
             done.append(int(state["epoch"]) * int(state["iterations_per_epoch"]))

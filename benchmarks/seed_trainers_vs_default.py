@@ -390,6 +390,10 @@ def score(work: Path, dataset: str, folds: list[int], env: dict[str, str], log: 
     }
 
 
+def _number(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
 def _region(metrics: dict[str, Any], region: str) -> Any:
     """``metrics[region]``, also when the summary names the region the dataset's way."""
     if region in metrics:
@@ -425,7 +429,8 @@ def table(result: dict[str, Any], steps: dict[str, Any], parameters: dict[str, i
             if region in REGIONS and row["metric"] in ("dice", "hd95"):
                 lines.append(
                     f"| {comparison['a']} vs {comparison['b']} | {region} | "
-                    f"{row['metric']} | {row['difference']:+.3f} | {row['p_value']:.3f} | "
+                    f"{row['metric']} | {_number(row['difference'], '+.3f')} | "
+                    f"{_number(row['p_value'], '.3f')} | "
                     f"{row['n']} |"
                 )
     return "\n".join(lines)

@@ -163,7 +163,7 @@ def _correlations(x: list[float], y: list[float]) -> dict[str, float | int]:
 def _evaluate(workdir: Path, dataset: Path, held: list[str], run: str) -> dict:
     import csv
 
-    from tumorseg.inference.predict_folder import predict_with_run
+    from tumorseg.inference.predict_run import predict_with_run
     from tumorseg.paths import Roots
 
     results = Roots.under(workdir).results

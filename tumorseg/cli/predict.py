@@ -169,7 +169,7 @@ def predict(
     start_output_folder(output)  # before the slow imports: a bad -o fails at once
     import torch
 
-    from tumorseg.inference.predict_folder import predict_with_run
+    from tumorseg.inference.predict_run import predict_with_run
 
     if num_threads is not None:
         torch.set_num_threads(num_threads)

@@ -132,7 +132,7 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Pat
     from tumorseg.data.synthetic.generate import generate_dataset
     from tumorseg.evaluation.folders import evaluate_predictions
     from tumorseg.evaluation.summary import format_means
-    from tumorseg.inference.predict_folder import predict_with_run
+    from tumorseg.inference.predict_run import predict_with_run
     from tumorseg.training.config import parse_duration
     from tumorseg.training.loop import train
     from tumorseg.training.run import prepare_run

@@ -6,7 +6,8 @@ resolution, gamma (inverted and plain) and mirroring along every spatial axis. T
 batches ``{"data": (B, C, *spatial) float32, "seg": (B, T, *spatial) float32}`` and draw their
 random numbers from numpy's global generator, which the data loader seeds per batch. Spatial
 transforms move every channel (images, reference images, label, extra targets, masks) alike;
-intensity transforms change the image channels only (:class:`Augmentation`).
+intensity transforms change the image channels only and leave the background outside the brain
+at zero (:class:`Augmentation`).
 """
 
 from __future__ import annotations
@@ -97,16 +98,16 @@ class Augmentation:
         size; the first ``image_channels`` of ``data`` are images, the rest reference images."""
         batch = self.spatial(data=data, seg=seg)
         if self.intensity:
-            if image_channels == batch["data"].shape[1]:
-                batch = Compose(list(self.intensity))(**batch)
-            else:
-                images = np.ascontiguousarray(batch["data"][:, :image_channels])
-                rest = batch["data"][:, image_channels:]
-                changed = Compose(list(self.intensity))(data=images, seg=batch["seg"])
-                batch = {
-                    "data": np.concatenate([changed["data"], rest], axis=1),
-                    "seg": changed["seg"],
-                }
+            # Outside the brain (every image channel zero, as preprocessing leaves it, or padding)
+            # the images are reset to zero after the intensity transforms, as nnU-Net does for
+            # datasets normalised inside the nonzero mask: contrast, gamma, noise and blur would
+            # otherwise give training patches a background that inference never sees.
+            outside = ~(batch["data"][:, :image_channels] != 0).any(axis=1, keepdims=True)
+            images = np.ascontiguousarray(batch["data"][:, :image_channels])
+            rest = batch["data"][:, image_channels:]
+            changed = Compose(list(self.intensity))(data=images, seg=batch["seg"])
+            masked = np.where(outside, np.float32(0), changed["data"]).astype(np.float32)
+            batch = {"data": np.concatenate([masked, rest], axis=1), "seg": changed["seg"]}
         for transform in self.mirror:
             batch = transform(**batch)
         return batch["data"], batch["seg"]

@@ -12,7 +12,7 @@ run                           trainer      settings
 ``3d pairing softmax``        pairing      ``output=softmax`` (the paper's output alone)
 ``3d pairing paper``          pairing      ``output=softmax feature_scale=1.0``
 ``2d default``                default      (the plain 2D U-Net of the plans)
-``2d msf``                    msf          tumorseg's defaults (SGD, all modalities)
+``2d msf``                    msf          ``optimizer=sgd`` (SGD, all modalities)
 ``2d msf adam``               msf          ``optimizer=adam`` (the optimiser alone)
 ``2d msf paper``              msf          ``optimizer=adam sampling=lesion_slices
                                            modalities=T1c,FLAIR``
@@ -78,7 +78,7 @@ RUNS = (
     RunSpec("3d pairing softmax", "3d_fullres", "pairing", ("output=softmax",)),
     RunSpec("3d pairing paper", "3d_fullres", "pairing", ("output=softmax", "feature_scale=1.0")),
     RunSpec("2d default", "2d", "default"),
-    RunSpec("2d msf", "2d", "msf"),
+    RunSpec("2d msf", "2d", "msf", ("optimizer=sgd",)),  # SGD, the default before this comparison
     RunSpec("2d msf adam", "2d", "msf", ("optimizer=adam",)),
     RunSpec(
         "2d msf paper",

@@ -345,7 +345,8 @@ def test_msf_adam_setting_uses_adam_with_its_rate_and_schedule() -> None:
 
     context = tiny_context("2d")
     loop = LoopSettings(warmup_fraction=0.1)
-    sgd = build_trainer("msf", context)
+    assert build_trainer("msf", context).settings.optimizer == "adam"  # the measured default
+    sgd = build_trainer("msf", context, {"optimizer": "sgd"})
     network = sgd.build_network()
     assert type(sgd.configure_optimization(network, loop).optimizer) is torch.optim.SGD
     adam = build_trainer("msf", context, {"optimizer": "adam", "adam_lr": 3e-4})

@@ -40,6 +40,12 @@ class SamplingPolicy(Protocol):
     ) -> Centre: ...
 
 
+def share(batch_size: int, fraction: float) -> int:
+    """``round(batch_size * fraction)`` (halves up), at least one sample when ``fraction > 0``."""
+    wanted = math.floor(batch_size * fraction + 0.5)
+    return max(1 if fraction > 0 else 0, wanted)
+
+
 @dataclass(frozen=True)
 class ForegroundOversampling:
     """nnU-Net's policy: the last ``round(B * fraction)`` samples (at least one when the fraction
@@ -54,8 +60,7 @@ class ForegroundOversampling:
 
     def forced(self, batch_size: int) -> int:
         """Samples per batch centred on foreground."""
-        wanted = math.floor(batch_size * self.fraction + 0.5)
-        return min(batch_size, max(1 if self.fraction > 0 else 0, wanted))
+        return min(batch_size, share(batch_size, self.fraction))
 
     def centre(
         self,
@@ -89,9 +94,7 @@ class LookalikeOversampling:
     def counts(self, batch_size: int) -> tuple[int, int]:
         """``(look-alike samples, foreground samples)`` per batch."""
         foreground = ForegroundOversampling(self.foreground).forced(batch_size)
-        wanted = math.floor(batch_size * self.lookalikes + 0.5)
-        wanted = max(1 if self.lookalikes > 0 else 0, wanted)
-        return min(batch_size - foreground, wanted), foreground
+        return min(batch_size - foreground, share(batch_size, self.lookalikes)), foreground
 
     def centre(
         self,

@@ -8,9 +8,9 @@ length and the same wall-clock training budget, on the CPU, one after the other.
 plans and preprocesses with its own pipeline; the plans of both are then edited to the same
 patch / batch / topology.
 
-nnU-Net gets a budget-sized subclass (defined below): after every epoch it refits its number
-of epochs to the remaining budget, exactly like ``tumorseg train --time-budget``, so both LR
-schedules reach their end when the budget is spent.
+nnU-Net gets a budget-sized subclass (``nnunet_budget.py``): after every epoch it refits its
+number of epochs to the remaining budget, exactly like ``tumorseg train --time-budget``, so both
+LR schedules reach their end when the budget is spent.
 
 Measured: seconds per training iteration (optimiser step incl. waiting for data), seconds per
 iteration spent waiting for the data loader, epochs/iterations done in the budget, and Dice of
@@ -302,63 +302,10 @@ def _nnunet_train_and_predict(
 def _nnunet_train(work: Path, budget: float, iterations: int, out: Path) -> None:
     """Runs in its own process: train nnU-Net fold 0 within ``budget`` and predict held-out."""
     import torch
+    from nnunet_budget import make_budget_trainer
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-    class BudgetTrainer(nnUNetTrainer):
-        """nnUNetTrainer whose schedule is refitted to a wall-clock budget after every epoch."""
-
-        # nnU-Net records its constructor arguments by name, so the signature must be explicit.
-        def __init__(
-            self,
-            plans: dict,
-            configuration: str,
-            fold: int,
-            dataset_json: dict,
-            device: torch.device = torch.device("cpu"),
-        ) -> None:
-            super().__init__(plans, configuration, fold, dataset_json, device)
-            self.num_iterations_per_epoch = iterations
-            self.num_val_iterations_per_epoch = 4
-            self.num_epochs = 1000
-            self.epoch_records: list[dict[str, float]] = []
-
-        def run_training(self) -> None:
-            self.on_train_start()
-            while self.current_epoch < self.num_epochs:
-                started = time.perf_counter()
-                self.on_epoch_start()
-                self.on_train_epoch_start()
-                outputs, wait = [], 0.0
-                for _ in range(self.num_iterations_per_epoch):
-                    t0 = time.perf_counter()
-                    batch = next(self.dataloader_train)
-                    wait += time.perf_counter() - t0
-                    outputs.append(self.train_step(batch))
-                self.on_train_epoch_end(outputs)
-                train_s = time.perf_counter() - started
-                with torch.no_grad():
-                    self.on_validation_epoch_start()
-                    val = [
-                        self.validation_step(next(self.dataloader_val))
-                        for _ in range(self.num_val_iterations_per_epoch)
-                    ]
-                    self.on_validation_epoch_end(val)
-                self.on_epoch_end()
-                epoch_s = time.perf_counter() - started
-                self.epoch_records.append(
-                    {"train_time_s": train_s, "data_wait_s": wait, "epoch_time_s": epoch_s}
-                )
-                self._fit_to_budget()
-            self.on_train_end()
-
-        def _fit_to_budget(self) -> None:
-            times = [r["epoch_time_s"] for r in self.epoch_records]
-            done = len(times)
-            typical = sum(times[1:]) / (done - 1) if done > 1 else times[0]
-            extra = int(max(0.0, budget - sum(times)) // typical)
-            self.num_epochs = max(done, min(1000, done + extra))
-            self.lr_scheduler.max_steps = self.num_epochs
+    BudgetTrainer = make_budget_trainer(budget, iterations, 4)
 
     pre = next((work / "nn_pre").glob(f"Dataset{DATASET_ID}_*"))
     plans = json.loads((pre / "nnUNetPlans.json").read_text())

@@ -136,6 +136,11 @@ def test_cpu_plans_are_small() -> None:
     assert max(fullres.topology.features_per_stage) <= 128
     assert plans.configurations["2d"].batch_size <= 8
     assert plans.device == "cpu"
+    # CPU plans say which configuration to train first (measured, see BENCHMARKS.md); GPU
+    # plans do not.
+    assert any(n.startswith("on a CPU, train 2d first") for n in plans.notes)
+    gpu = _plan(uniform((1, 1, 1), (140, 170, 140)))
+    assert not any("train 2d first" in n for n in gpu.notes)
 
 
 def test_cpu_note_matches_a_non_cubic_patch() -> None:

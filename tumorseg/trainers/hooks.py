@@ -85,7 +85,7 @@ def sampling_policy_for(trainer: Any, loop: SamplingSettings) -> SamplingPolicy:
     negatives when the loop's ``oversample_lookalikes`` is positive)."""
     hook = getattr(trainer, "sampling_policy", None)
     if hook is None:
-        lookalikes = getattr(loop, "oversample_lookalikes", 0.0)
+        lookalikes = loop.oversample_lookalikes
         if lookalikes > 0:
             return LookalikeOversampling(loop.oversample_foreground, lookalikes)
         return ForegroundOversampling(loop.oversample_foreground)

@@ -212,3 +212,52 @@ def test_train_precision_and_lookalikes_reach_the_loop(
     loop = json.loads(config.read_text())["loop"]
     assert (loop["precision"], loop["oversample_lookalikes"]) == ("bf16", 0.5)
     assert "device cpu (bf16)" in (config.parent / "log.txt").read_text()
+
+
+@pytest.mark.parametrize(("native", "expected"), [(True, "bf16"), (False, "fp32")])
+def test_train_precision_defaults_to_auto(
+    roots: Roots,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    native: bool,
+    expected: str,
+) -> None:
+    """Without --precision, train resolves auto: bf16 where the CPU has native bf16 (and the
+    probe finds it faster), else fp32; the run records the resolved value, not "auto"."""
+    from tumorseg.inference import precision
+
+    monkeypatch.setattr(precision, "native_bf16", lambda: native)
+    monkeypatch.setattr(precision, "bf16_speedup", lambda: 2.0)
+    write_tiny_preprocessed(roots)
+    assert _cli(roots, "train", "1", "3d_fullres", "0", *FAST, "--epochs", "1", "--device",
+                "cpu", monkeypatch=monkeypatch) == 0  # fmt: skip
+    (config,) = (roots.results / DATASET).glob("*/fold_0/train_config.json")
+    assert json.loads(config.read_text())["loop"]["precision"] == expected
+    said = "native bf16 on this CPU, probe 2.0x" if native else "no native bf16 on this CPU"
+    assert f"precision: {expected} (auto: {said}" in capsys.readouterr().out
+
+
+def test_resume_with_auto_precision_continues_an_fp32_run(
+    roots: Roots, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run started in fp32 (the default before auto) is resumed as itself on a bf16 CPU, not
+    restarted as a new bf16 run beside it."""
+    from tumorseg.inference import precision
+
+    monkeypatch.setattr(precision, "native_bf16", lambda: True)
+    monkeypatch.setattr(precision, "bf16_speedup", lambda: 2.0)
+    write_tiny_preprocessed(roots)
+    base = ["train", "1", "3d_fullres", "0", *FAST, "--epochs", "1", "--device", "cpu"]
+    assert _cli(roots, *base, "--precision", "fp32", monkeypatch=monkeypatch) == 0
+    capsys.readouterr()
+    assert _cli(roots, *base, "--resume", monkeypatch=monkeypatch) == 0
+    assert "precision: fp32 (resuming the fp32 run in" in capsys.readouterr().out
+    (config,) = (roots.results / DATASET).glob("*/fold_0/train_config.json")
+    assert json.loads(config.read_text())["loop"]["precision"] == "fp32"
+    # Without --resume the default starts the bf16 run (a folder of its own).
+    assert _cli(roots, *base, monkeypatch=monkeypatch) == 0
+    found = sorted(
+        json.loads(p.read_text())["loop"]["precision"]
+        for p in (roots.results / DATASET).glob("*/fold_0/train_config.json")
+    )
+    assert found == ["bf16", "fp32"]

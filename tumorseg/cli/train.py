@@ -113,15 +113,17 @@ def train(
         Precision,
         typer.Option(
             "--precision",
-            help="CPU training precision: fp32, bf16 (autocast; fastest on CPUs with native bf16, "
-            "AVX512-BF16/AMX) or auto (bf16 only where native and measured faster).",
+            help="CPU training precision: auto (default: bf16 autocast where the CPU has native "
+            "bf16, AVX512-BF16/AMX, and a probe measures it faster; else fp32), fp32 or bf16. "
+            "The resolved value is part of the run's identity.",
         ),
-    ] = Precision.FP32,
+    ] = Precision.AUTO,
     raw: RawOption = DEFAULT_RAW,
     preprocessed: PreprocessedOption = DEFAULT_PREPROCESSED,
     results: ResultsOption = DEFAULT_RESULTS,
 ) -> None:
     """Train one fold; writes RESULTS/<dataset>/<trainer>__<plans>__<configuration>/fold_<k>/."""
+    from tumorseg.inference.precision import precision_line
     from tumorseg.runs.folds import parse_fold
     from tumorseg.training.config import parse_duration, parse_set_values
     from tumorseg.training.run import prepare_run
@@ -137,8 +139,13 @@ def train(
         "oversample_lookalikes": lookalikes,
     }
     loop_values.update({k: v for k, v in optional.items() if v is not None})
-    if precision is not Precision.FP32:
-        loop_values["precision"] = precision.value
+    # auto is resolved here, so the run records (and is named by) what it computes: a bf16
+    # run is a bf16 run however it was asked for, and fp32 stays the identity's default.
+    chosen, line = precision_line(precision, str(loop_values["device"]))
+    if loop_values["device"] == "cpu":
+        typer.echo(line)
+    if chosen is not Precision.FP32:
+        loop_values["precision"] = chosen.value
     if time_budget is not None:
         loop_values["time_budget_s"] = parse_duration(time_budget)
     if validation_tta:
@@ -148,16 +155,21 @@ def train(
 
         # Absolute, so the run's identity does not depend on the working directory.
         loop_values["pretrained"] = str(resolve_checkpoint(pretrained).resolve())
-    run = prepare_run(
-        roots(raw, preprocessed, results),
-        dataset,
-        configuration,
-        chosen_fold,
-        trainer,
-        plans,
-        parse_set_values(settings or []),
-        loop_values,
-    )
+    run_roots, set_values = roots(raw, preprocessed, results), parse_set_values(settings or [])
+
+    def prepare(values: dict[str, object]) -> Any:
+        return prepare_run(
+            run_roots, dataset, configuration, chosen_fold, trainer, plans, set_values, values
+        )
+
+    run = prepare(loop_values)
+    if resume and precision is Precision.AUTO and "precision" in loop_values:
+        # A run started in fp32 (the default before auto) resumes as itself, in fp32, instead
+        # of starting a new bf16 run beside it.
+        fp32 = prepare({k: v for k, v in loop_values.items() if k != "precision"})
+        if not _has_checkpoint(run.fold_folder) and _has_checkpoint(fp32.fold_folder):
+            typer.echo(f"precision: fp32 (resuming the fp32 run in {fp32.fold_folder})")
+            run = fp32
     if save_attention:
         from tumorseg.reporting.attention import check_attention_trainer
 
@@ -177,6 +189,12 @@ def train(
         cases = run.val_cases or run.train_cases
         for path in save_attention_maps(folder, run.data_folder, cases, run.loop.device):
             typer.echo(f"wrote {path}")
+
+
+def _has_checkpoint(fold_folder: Path) -> bool:
+    from tumorseg.runs.checkpoint import checkpoint_path
+
+    return any(checkpoint_path(fold_folder, name).is_file() for name in ("final", "latest"))
 
 
 def _interrupted_line(stop: Any) -> str:

@@ -81,6 +81,22 @@ def bf16_speedup() -> float:
     return best_time(False) / best_time(True)
 
 
+def precision_line(requested: Precision | str, device: str = "cpu") -> tuple[Precision, str]:
+    """``resolve_precision`` with the reason in words, e.g. ``precision: bf16 (auto: native bf16
+    on this CPU, probe 2.3x faster than fp32)``."""
+    requested = Precision(requested)
+    chosen = resolve_precision(requested, device)
+    if requested is not Precision.AUTO:
+        return chosen, f"precision: {chosen.value} (given)"
+    if torch.device(device).type != "cpu":
+        why = f"the {torch.device(device).type} device uses its own mixed precision"
+    elif not native_bf16():
+        why = "no native bf16 on this CPU"
+    else:
+        why = f"native bf16 on this CPU, probe {bf16_speedup():.1f}x faster than fp32"
+    return chosen, f"precision: {chosen.value} (auto: {why})"
+
+
 def resolve_precision(requested: Precision | str, device: str = "cpu") -> Precision:
     """The precision to run in: ``fp32`` or ``bf16``, never ``auto``.
 

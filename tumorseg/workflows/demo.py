@@ -134,6 +134,7 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Pat
     from tumorseg.data.synthetic.generate import generate_dataset
     from tumorseg.evaluation.folders import evaluate_predictions
     from tumorseg.evaluation.summary import format_means
+    from tumorseg.inference.precision import Precision, precision_line
     from tumorseg.inference.predict_run import predict_with_run
     from tumorseg.training.config import parse_duration
     from tumorseg.training.loop import train
@@ -185,12 +186,17 @@ def run_demo(settings: DemoSettings, echo: Callable[[str], None] = print) -> Pat
         log,
         echo,
     )
-    loop_values = {
+    loop_values: dict[str, object] = {
         "device": "cpu",
         "num_workers": settings.num_workers,
         "time_budget_s": parse_duration(settings.time_budget),
         "seed": settings.seed,
     }
+    # As `tumorseg train` does by default: bf16 autocast where this CPU has native bf16.
+    precision, precision_said = precision_line(Precision.AUTO, "cpu")
+    echo(precision_said)
+    if precision is not Precision.FP32:
+        loop_values["precision"] = precision.value
     _step(
         f"train {did} {config} all --trainer {trainer} --time-budget {settings.time_budget} "
         f"--seed {settings.seed} -np {settings.num_workers} {raw} {pre} {res}",

@@ -233,7 +233,7 @@ def test_train_precision_defaults_to_auto(
                 "cpu", monkeypatch=monkeypatch) == 0  # fmt: skip
     (config,) = (roots.results / DATASET).glob("*/fold_0/train_config.json")
     assert json.loads(config.read_text())["loop"]["precision"] == expected
-    said = "native bf16 on this CPU, probe 2.0x" if native else "no native bf16 on this CPU"
+    said = "native bf16 on this CPU, faster in a probe" if native else "no native bf16 on this CPU"
     assert f"precision: {expected} (auto: {said}" in capsys.readouterr().out
 
 

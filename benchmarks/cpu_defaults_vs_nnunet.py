@@ -297,12 +297,9 @@ def main() -> None:
         nnunet_job(work, args.config, args.fold, args.budget)
         return
     work.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "nnUNet_raw": str(work / "raw"),
-        "nnUNet_preprocessed": str(work / "nn_pre"),
-        "nnUNet_results": str(work / "nn_results"),
-    }
+    from train_vs_nnunet import nnunet_env  # this script's folder is on sys.path
+
+    env = nnunet_env(work)
     log = work / "benchmark.log"
     if args.mode == "all":
         prepare(work, args, env, log)

@@ -103,6 +103,16 @@ def make_data(work: Path, n_train: int, n_test: int, env: dict[str, str], log: P
     return folder
 
 
+def nnunet_env(work: Path) -> dict[str, str]:
+    """This environment plus nnU-Net's three roots under ``work`` (raw/, nn_pre/, nn_results/)."""
+    return {
+        **os.environ,
+        "nnUNet_raw": str(work / "raw"),
+        "nnUNet_preprocessed": str(work / "nn_pre"),
+        "nnUNet_results": str(work / "nn_results"),
+    }
+
+
 def _synth_difficulty(folder: Path) -> str | None:
     """The generator a ``tumorseg synth`` dataset was made with (None for other datasets)."""
     dataset = json.loads((folder / "dataset.json").read_text())
@@ -412,12 +422,7 @@ def main() -> None:
         return
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "nnUNet_raw": str(work / "raw"),
-        "nnUNet_preprocessed": str(work / "nn_pre"),
-        "nnUNet_results": str(work / "nn_results"),
-    }
+    env = nnunet_env(work)
     log = work / "benchmark.log"
     folder = make_data(work, args.train_cases, args.test_cases, env, log)
     results: dict[str, Any] = {

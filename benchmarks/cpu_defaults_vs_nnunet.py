@@ -38,6 +38,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -127,22 +128,32 @@ def job_command(work: Path, args: argparse.Namespace, tool: str, config: str, fo
 
 
 def run_jobs(work: Path, args: argparse.Namespace, env: dict[str, str]) -> None:
-    jobs = []
-    for fold in args.folds:
-        for tool, config in [("tumorseg", TUMORSEG_CONFIG)] + [("nnunet", c) for c in args.nnunet]:
-            if not (work / "jobs" / f"{tool}_{config}_fold{fold}.done").is_file():
-                jobs.append((tool, config, fold))
+    jobs = [
+        (f"{tool}_{config}_fold{fold}", job_command(work, args, tool, config, fold))
+        for fold in args.folds
+        for tool, config in [("tumorseg", TUMORSEG_CONFIG)] + [("nnunet", c) for c in args.nnunet]
+        if not (work / "jobs" / f"{tool}_{config}_fold{fold}.done").is_file()
+    ]
+    run_pinned(work, jobs, args.cores, env)
+
+
+def run_pinned(work: Path, jobs: list[tuple[str, list[str]]], cores: int, env: dict[str, str]
+               ) -> None:  # fmt: skip
+    """Run named commands, each pinned to one core with one thread, ``cores`` side by side.
+
+    A job that finishes leaves ``work/jobs/NAME.done`` (callers skip those on a rerun) and its
+    output in ``work/jobs/NAME.log``.
+    """
+    jobs = list(jobs)
     (work / "jobs").mkdir(exist_ok=True)
     one_thread = {**env, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "nnUNet_n_proc_DA": "0",
                   "nnUNet_def_n_proc": "1", "nnUNet_compile": "false"}  # fmt: skip
-    free = list(range(args.cores))
+    free = list(range(cores))
     running: list[tuple[subprocess.Popen, int, str, Any]] = []
     while jobs or running:
         while jobs and free:
-            tool, config, fold = jobs.pop(0)
-            core = free.pop(0)
-            name = f"{tool}_{config}_fold{fold}"
-            command = ["taskset", "-c", str(core), *job_command(work, args, tool, config, fold)]
+            (name, job), core = jobs.pop(0), free.pop(0)
+            command = ["taskset", "-c", str(core), *job]
             handle = (work / "jobs" / f"{name}.log").open("w")
             handle.write(f"$ {' '.join(command)}\n")
             handle.flush()
@@ -211,6 +222,30 @@ def tumorseg_steps(work: Path, fold: int) -> dict[str, Any]:
 
 def score(work: Path, args: argparse.Namespace, env: dict[str, str], log: Path) -> dict[str, Any]:
     runs = [f"tumorseg_{TUMORSEG_CONFIG}"] + [f"nnunet_{c}" for c in args.nnunet]
+
+    def steps_of(run: str, fold: int) -> dict[str, Any]:
+        if run.startswith("nnunet"):
+            folder = work / "predictions" / run / f"fold_{fold}"
+            return json.loads((folder / "run.json").read_text())
+        return tumorseg_steps(work, fold)
+
+    return score_runs(work, runs, args.folds, steps_of, env, log)
+
+
+def score_runs(
+    work: Path,
+    runs: list[str],
+    folds: list[int],
+    steps_of: Callable[[str, int], dict[str, Any]],
+    env: dict[str, str],
+    log: Path,
+) -> dict[str, Any]:
+    """Score ``work/predictions/RUN/fold_F`` of every run with ``tumorseg evaluate`` (folds
+    merged), and compare every run with the first by ``tumorseg compare`` (paired Wilcoxon).
+
+    Runs whose name starts with ``nnunet`` hold nnU-Net's output (the dataset's own label values);
+    ``steps_of(run, fold)`` gives the training record kept beside each run's scores.
+    """
     labels = work / "raw" / DATASET / "labelsTr"
     results: dict[str, Any] = {"summaries": {}, "steps": {}, "comparisons": []}
     summaries: dict[str, Path] = {}
@@ -219,7 +254,7 @@ def score(work: Path, args: argparse.Namespace, env: dict[str, str], log: Path) 
         shutil.rmtree(merged, ignore_errors=True)
         merged.mkdir(parents=True)
         steps = []
-        for fold in args.folds:
+        for fold in folds:
             folder = work / "predictions" / run / f"fold_{fold}"
             if not folder.is_dir():
                 continue
@@ -227,10 +262,7 @@ def score(work: Path, args: argparse.Namespace, env: dict[str, str], log: Path) 
                 os.symlink(path.resolve(), merged / path.name)
             if (folder / "labels.json").is_file():
                 shutil.copyfile(folder / "labels.json", merged / "labels.json")
-            if run.startswith("nnunet"):
-                steps.append(json.loads((folder / "run.json").read_text()))
-            else:
-                steps.append(tumorseg_steps(work, fold))
+            steps.append(steps_of(run, fold))
         if not steps:
             continue
         out = work / "summaries" / f"{run}.json"
@@ -245,7 +277,7 @@ def score(work: Path, args: argparse.Namespace, env: dict[str, str], log: Path) 
     for run in runs[1:]:
         if run in summaries and runs[0] in summaries:
             out = work / "summaries" / f"compare_{runs[0]}_vs_{run}.json"
-            # compare A B reports B - A: differences are tumorseg - nnU-Net.
+            # compare A B reports B - A: differences are the first run - this run.
             _run(_tumorseg("compare", str(summaries[run]), str(summaries[runs[0]]), "-o",
                            str(out)), env, log)  # fmt: skip
             results["comparisons"].append({**json.loads(out.read_text()), "a": run, "b": runs[0]})

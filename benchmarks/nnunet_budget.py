@@ -26,9 +26,18 @@ MIN_EPOCHS = 20  # tumorseg's BUDGET_MIN_EPOCHS: epoch 0 may use at most 1/20 of
 
 
 def make_budget_trainer(
-    budget_s: float, iterations_per_epoch: int | None = None, val_iterations: int | None = None
+    budget_s: float | None,
+    iterations_per_epoch: int | None = None,
+    val_iterations: int | None = None,
+    epochs: int | None = None,
 ) -> type:
-    """An ``nnUNetTrainer`` subclass trained for ``budget_s`` seconds of wall time."""
+    """An ``nnUNetTrainer`` subclass trained for ``budget_s`` seconds of wall time.
+
+    With ``budget_s=None`` it trains exactly ``epochs`` epochs of ``iterations_per_epoch`` steps
+    (the equal-steps comparison), its poly schedule fitted to that length from the start.
+    """
+    if budget_s is None and (epochs is None or iterations_per_epoch is None):
+        raise ValueError("without a budget, give epochs and iterations_per_epoch")
 
     class BudgetTrainer(nnUNetTrainer):
         """nnUNetTrainer whose schedule is refitted to a wall-clock budget after every epoch."""
@@ -48,7 +57,7 @@ def make_budget_trainer(
                 self.num_iterations_per_epoch = iterations_per_epoch
             if val_iterations is not None:
                 self.num_val_iterations_per_epoch = val_iterations
-            self.num_epochs = 1000
+            self.num_epochs = epochs if budget_s is None else 1000
             self.epoch_records: list[dict[str, float]] = []
 
         def run_training(self) -> None:
@@ -89,10 +98,12 @@ def make_budget_trainer(
                         "epoch_time_s": epoch_s,
                     }
                 )
-                self._fit_to_budget()
+                if budget_s is not None:
+                    self._fit_to_budget()
             self.on_train_end()
 
         def _fit_to_budget(self) -> None:
+            assert budget_s is not None
             times = [r["epoch_time_s"] for r in self.epoch_records]
             done = len(times)
             typical = sum(times[1:]) / (done - 1) if done > 1 else times[0]

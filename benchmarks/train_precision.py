@@ -1,8 +1,8 @@
 """CPU training in fp32 against bf16 autocast: seconds per optimiser step, and the learning curve.
 
-``speed``: for each precision, a single-threaded training of ``--epochs`` epochs of
-``--steps`` steps (data loaded in the training process, no final validation) of the default
-trainer on a preprocessed dataset; the seconds per step are the CPU time of the training
+``speed``: for each precision (and memory layout: ``--layouts contiguous channels_last``), a
+single-threaded training of ``--epochs`` epochs of ``--steps`` steps (data loaded in the training
+process, no final validation) of the default trainer on a preprocessed dataset; the seconds per step are the CPU time of the training
 epochs after the first (oneDNN builds its kernels in the first; the time of one thread's
 process, so other jobs on the machine do not count), divided by their steps; the wall time is
 printed beside it.
@@ -42,11 +42,15 @@ def speed(args: argparse.Namespace) -> dict[str, object]:
 
     torch.set_num_threads(args.threads)
     out: dict[str, object] = {"native_bf16": native_bf16(), "threads": args.threads}
-    for precision in PRECISIONS:
+    variants = [(p, layout) for _ in range(args.repeats) for p in args.precisions
+                for layout in args.layouts]  # fmt: skip
+    for precision, layout in variants:
+        name = precision if args.layouts == ["contiguous"] else f"{precision}/{layout}"
         roots = Roots(Path(args.raw), Path(args.preprocessed), Path(args.scratch) / precision)
         loop_values = {"epochs": args.epochs, "iterations_per_epoch": args.steps,
                        "val_iterations": 1, "num_workers": 0, "device": "cpu",
-                       "precision": precision}  # fmt: skip
+                       "precision": precision, "seed": args.seed,
+                       "channels_last": layout == "channels_last"}  # fmt: skip
         prepared = prepare_run(roots, args.dataset, args.configuration, 0, "default",
                                "tumorsegPlans", {}, loop_values)  # fmt: skip
         loop = Loop(prepared, echo=False)
@@ -64,12 +68,14 @@ def speed(args: argparse.Namespace) -> dict[str, object]:
         loop.fit()
         history = loop.state.history[1:]
         wall = sum(h["train_time_s"] for h in history) / (len(history) * args.steps)
-        out[precision] = {"cpu_s_per_step": round(sum(cpu[1:]) / (len(cpu[1:]) * args.steps), 3),
-                          "wall_s_per_step": round(wall, 3),
-                          "wall_s": round(time.perf_counter() - started, 1)}  # fmt: skip
-        print(precision, out[precision], flush=True)
-    fp32, bf16 = out["fp32"], out["bf16"]
-    out["cpu_speedup"] = round(fp32["cpu_s_per_step"] / bf16["cpu_s_per_step"], 2)  # type: ignore[index]
+        record = {"cpu_s_per_step": round(sum(cpu[1:]) / (len(cpu[1:]) * args.steps), 3),
+                  "wall_s_per_step": round(wall, 3),
+                  "wall_s": round(time.perf_counter() - started, 1),
+                  "train_loss": [round(h["train_loss"], 5)
+                                 for h in loop.state.history]}  # fmt: skip
+        print(name, record, flush=True)
+        # With --repeats, every repeat's record is kept (the variants alternate).
+        out.setdefault(name, []).append(record)  # type: ignore[union-attr]
     return out
 
 
@@ -117,6 +123,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
+    parser.add_argument("--layouts", nargs="+", default=["contiguous"],
+                        choices=["contiguous", "channels_last"])  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=1, help="Alternating repeats of all.")
+    parser.add_argument("--seed", type=int, default=12345)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     result = speed(args) if args.mode == "speed" else curve(args)

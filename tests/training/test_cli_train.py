@@ -201,16 +201,17 @@ def test_corrupt_checkpoint(
     assert "Traceback" not in err
 
 
-def test_train_precision_and_lookalikes_reach_the_loop(
+def test_train_precision_lookalikes_and_layout_reach_the_loop(
     roots: Roots, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_tiny_preprocessed(roots)
     args = ["train", "1", "3d_fullres", "0", *FAST, "--epochs", "1", "--precision", "bf16",
-            "--lookalikes", "0.5"]  # fmt: skip
+            "--lookalikes", "0.5", "--channels-last"]  # fmt: skip
     assert _cli(roots, *args, "--device", "cpu", monkeypatch=monkeypatch) == 0
     (config,) = (roots.results / DATASET).glob("*/fold_0/train_config.json")
     loop = json.loads(config.read_text())["loop"]
     assert (loop["precision"], loop["oversample_lookalikes"]) == ("bf16", 0.5)
+    assert loop["channels_last"] is True
     assert "device cpu (bf16)" in (config.parent / "log.txt").read_text()
 
 

@@ -109,6 +109,14 @@ def train(
             "the tumour): hard negatives against scattered false positives (default 0: off).",
         ),
     ] = None,
+    channels_last: Annotated[
+        bool | None,
+        typer.Option(
+            "--channels-last/--no-channels-last",
+            help="Lay the network's weights and images out channels-last (NHWC / NDHWC); the "
+            "same arithmetic in another layout (see BENCHMARKS.md for its speed).",
+        ),
+    ] = None,
     precision: Annotated[
         Precision,
         typer.Option(
@@ -137,6 +145,7 @@ def train(
         "seed": seed,
         "batch_size": batch_size,
         "oversample_lookalikes": lookalikes,
+        "channels_last": channels_last,
     }
     loop_values.update({k: v for k, v in optional.items() if v is not None})
     # auto is resolved here, so the run records (and is named by) what it computes: a bf16

@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 #: Loop fields that do not change what a run computes, so they never enter the folder name.
-_NOT_IN_IDENTITY = frozenset({"device", "num_workers"})
+_NOT_IN_IDENTITY = frozenset({"device", "num_workers", "channels_last"})
 
 
 def non_default(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:

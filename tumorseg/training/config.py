@@ -61,6 +61,10 @@ class LoopSettings:
     # float32's range) or "auto" (bf16 where the CPU has native bf16 and a probe measures it
     # faster, see tumorseg.inference.precision). Ignored off the CPU.
     precision: str = "fp32"
+    # Channels-last layout of the network's weights and input images (NHWC / NDHWC). Changes
+    # how the arithmetic is laid out, not what it computes, so it is not part of the run's
+    # identity (a run may resume with the other layout).
+    channels_last: bool = False
     # Smoothing of the per-epoch pseudo-Dice that picks the best checkpoint.
     ema_momentum: float = 0.9
     # Seed of weights, patch sampling and augmentation; equal seeds give equal runs on CPU.

@@ -53,7 +53,13 @@ from tumorseg.training.pretrained import load_pretrained
 from tumorseg.training.progress import ProgressLog
 from tumorseg.training.references import ensure_references
 from tumorseg.training.run import TrainingRun, write_run_files
-from tumorseg.training.steps import MeanLogs, check_result, format_logs, to_device
+from tumorseg.training.steps import (
+    MeanLogs,
+    channels_last_format,
+    check_result,
+    format_logs,
+    to_device,
+)
 from tumorseg.training.stops import NonFiniteTraining, TrainingInterrupted, non_finite_error
 from tumorseg.utils.temporaries import remove_stale_temporaries
 
@@ -94,6 +100,13 @@ class Loop:
         # Equal initial weights on every rank (DDP also broadcasts rank 0's), then per-rank RNG.
         torch.manual_seed(seed)
         self.network: nn.Module = run.trainer.build_network().to(self.device)
+        # Channels-last: weights and images laid out NHWC / NDHWC (oneDNN's and cuDNN's native
+        # layout); the same function, laid out differently.
+        self.memory_format = (
+            channels_last_format(run.config.spatial_dims) if self.settings.channels_last else None
+        )
+        if self.memory_format is not None:
+            self.network.to(memory_format=self.memory_format)
         torch.manual_seed(seed + self.info.rank)
         np.random.seed((seed + self.info.rank) % 2**32)
         random.seed(seed + self.info.rank)
@@ -223,7 +236,7 @@ class Loop:
                 if dist.rank0_decides(over, self.info):
                     break
             start = time.perf_counter()
-            batch = to_device(next(batches), self.device)
+            batch = to_device(next(batches), self.device, self.memory_format)
             wait += time.perf_counter() - start
             taken += 1
             loss = self._optimiser_step(batch, logs)
@@ -273,7 +286,7 @@ class Loop:
         losses, logs = [], MeanLogs()
         counts = torch.zeros(len(self.scorer.names), 3, dtype=torch.long)
         for _ in range(self._val_iterations()):
-            batch = to_device(next(batches), self.device)
+            batch = to_device(next(batches), self.device, self.memory_format)
             with self._autocast():
                 result = self._step(batch)
             losses.append(float(result.loss))

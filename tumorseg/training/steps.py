@@ -14,11 +14,18 @@ from tumorseg.trainers.base import StepResult
 _NESTED_DTYPES = {"targets": torch.long, "references": torch.float32, "masks": torch.bool}
 
 
-def to_device(batch: Mapping[str, Any], device: str) -> dict[str, Any]:
+def to_device(
+    batch: Mapping[str, Any], device: str, memory_format: torch.memory_format | None = None
+) -> dict[str, Any]:
     """The loader's batch on ``device``: image float32, label long, and every declared input
-    (``targets`` long, ``references`` float32, ``masks`` bool); nothing else is moved."""
+    (``targets`` long, ``references`` float32, ``masks`` bool); nothing else is moved.
+
+    ``memory_format`` (channels-last for a channels-last network) is applied to the image."""
+    data = batch["data"].to(device, non_blocking=True).float()
+    if memory_format is not None:
+        data = data.contiguous(memory_format=memory_format)
     out: dict[str, Any] = {
-        "data": batch["data"].to(device, non_blocking=True).float(),
+        "data": data,
         "target": batch["target"].to(device, non_blocking=True).long(),
     }
     for key, dtype in _NESTED_DTYPES.items():
@@ -28,6 +35,11 @@ def to_device(batch: Mapping[str, Any], device: str) -> dict[str, Any]:
                 for name, value in batch[key].items()
             }
     return out
+
+
+def channels_last_format(spatial_dims: int) -> torch.memory_format:
+    """The channels-last memory format of a network with ``spatial_dims`` (2: NHWC, 3: NDHWC)."""
+    return torch.channels_last if spatial_dims == 2 else torch.channels_last_3d
 
 
 def check_result(result: Any, batch: Mapping[str, Any], n_outputs: int, trainer: str) -> StepResult:

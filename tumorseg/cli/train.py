@@ -113,8 +113,9 @@ def train(
         bool | None,
         typer.Option(
             "--channels-last/--no-channels-last",
-            help="Lay the network's weights and images out channels-last (NHWC / NDHWC); the "
-            "same arithmetic in another layout (see BENCHMARKS.md for its speed).",
+            help="Lay the network's weights and images out channels-last (NHWC / NDHWC): the "
+            "same arithmetic in another layout. Default: on for a 3d network trained in bf16 on "
+            "the CPU (measured faster there), off elsewhere.",
         ),
     ] = None,
     precision: Annotated[

@@ -63,8 +63,10 @@ class LoopSettings:
     precision: str = "fp32"
     # Channels-last layout of the network's weights and input images (NHWC / NDHWC). Changes
     # how the arithmetic is laid out, not what it computes, so it is not part of the run's
-    # identity (a run may resume with the other layout).
-    channels_last: bool = False
+    # identity (a run may resume with the other layout). None: on for a 3d network trained in
+    # bf16 on the CPU (measured 1.1-1.2x faster per step there; no faster in 2d or in fp32,
+    # BENCHMARKS.md "Channels-last"), off elsewhere.
+    channels_last: bool | None = None
     # Smoothing of the per-epoch pseudo-Dice that picks the best checkpoint.
     ema_momentum: float = 0.9
     # Seed of weights, patch sampling and augmentation; equal seeds give equal runs on CPU.

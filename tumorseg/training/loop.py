@@ -102,8 +102,11 @@ class Loop:
         self.network: nn.Module = run.trainer.build_network().to(self.device)
         # Channels-last: weights and images laid out NHWC / NDHWC (oneDNN's and cuDNN's native
         # layout); the same function, laid out differently.
+        channels_last = self.settings.channels_last
+        if channels_last is None:
+            channels_last = self.cpu_bf16 and run.config.spatial_dims == 3
         self.memory_format = (
-            channels_last_format(run.config.spatial_dims) if self.settings.channels_last else None
+            channels_last_format(run.config.spatial_dims) if channels_last else None
         )
         if self.memory_format is not None:
             self.network.to(memory_format=self.memory_format)
@@ -153,6 +156,7 @@ class Loop:
             self.state.iterations_per_epoch or self.settings.iterations_per_epoch
         )
         loop["val_iterations"] = self._val_iterations()
+        loop["channels_last"] = self.memory_format is not None
         loop["optimization"] = self.optimization.describe()
         policy = sampling_policy_for(self.run.trainer, self.settings)
         loop["sampling"] = {"policy": type(policy).__name__, **_fields(policy)}

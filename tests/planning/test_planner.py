@@ -136,6 +136,12 @@ def test_cpu_plans_are_small() -> None:
     assert max(fullres.topology.features_per_stage) <= 128
     assert plans.configurations["2d"].batch_size <= 8
     assert plans.device == "cpu"
+    # the CPU 2d (and 2.5d) network is 16-128 wide (measured, BENCHMARKS.md "CPU plan sweep");
+    # 3d keeps nnU-Net's 32 features in the first stage
+    for name in ("2d", "2.5d"):
+        features = plans.configurations[name].topology.features_per_stage
+        assert features[:4] == (16, 32, 64, 128) and max(features) == 128
+    assert fullres.topology.features_per_stage[0] == 32
     # CPU plans say which configuration to train first (measured, see BENCHMARKS.md); GPU
     # plans do not.
     assert any(n.startswith("on a CPU, train 2d first") for n in plans.notes)

@@ -18,8 +18,11 @@ Decisions (each also stated where the value is stored, in ``plans.py``):
 Device rules. On ``cuda`` the budget is GPU memory at 2 bytes per activation (mixed precision),
 features capped at 320 (3d) / 512 (2d) as in nnU-Net. On ``cpu`` memory is rarely the limit,
 compute is: one 3d step at nnU-Net's 128^3 x 2 takes minutes on a laptop CPU. So CPU plans cap
-the 3d patch at 64^3 voxels, the 2d patch at 256^2 (a whole BraTS slice), features at 128 (3d)
-/ 256 (2d), and the batch at 2 (3d) / 8 (2d), at 4 bytes per activation (no mixed precision).
+the 3d patch at 64^3 voxels, the 2d patch at 256^2 (a whole BraTS slice), features at 128, and
+the batch at 2 (3d) / 8 (2d), at 4 bytes per activation (no mixed precision). The CPU 2d network
+starts at 16 features instead of 32 (16-128): chosen by measured held-out Dice at a fixed CPU
+budget, where it makes 2.3x the optimiser steps of 32-256 and was ahead on every region
+(BENCHMARKS.md "CPU plan sweep"); 2.5d inherits it from 2d.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class DeviceRules:
     """Per-device limits (see the module docstring for the reasoning)."""
 
     bytes_per_element: int
+    base_features: dict[int, int]  # spatial dims -> features of the first stage
     max_features: dict[int, int]  # spatial dims -> feature cap
     max_pools: dict[int, int]
     max_patch_voxels: dict[int, int | None]
@@ -59,8 +63,12 @@ class DeviceRules:
 
 
 RULES = {
-    "cuda": DeviceRules(2, {2: 512, 3: 320}, {2: 6, 3: 5}, {2: None, 3: None}, {2: None, 3: None}),
-    "cpu": DeviceRules(4, {2: 256, 3: 128}, {2: 6, 3: 5}, {2: 256**2, 3: 64**3}, {2: 8, 3: 2}),
+    "cuda": DeviceRules(
+        2, {2: 32, 3: 32}, {2: 512, 3: 320}, {2: 6, 3: 5}, {2: None, 3: None}, {2: None, 3: None}
+    ),
+    "cpu": DeviceRules(
+        4, {2: 16, 3: 32}, {2: 128, 3: 128}, {2: 6, 3: 5}, {2: 256**2, 3: 64**3}, {2: 8, 3: 2}
+    ),
 }
 DEFAULT_BUDGET_GB = {"cuda": 8.0, "cpu": 2.0}
 
@@ -89,8 +97,9 @@ def _cpu_note(rules: DeviceRules) -> str:
     return (
         f"cpu plans: 3d patch {_voxel_cap(rules.max_patch_voxels[3], 3)} in any shape, "
         f"2d patch {_voxel_cap(rules.max_patch_voxels[2], 2)}; batch at most "
-        f"{rules.max_batch[3]} (3d) / {rules.max_batch[2]} (2d); features at most "
-        f"{rules.max_features[3]} (3d) / {rules.max_features[2]} (2d)"
+        f"{rules.max_batch[3]} (3d) / {rules.max_batch[2]} (2d); features "
+        f"{rules.base_features[3]}-{rules.max_features[3]} (3d) / "
+        f"{rules.base_features[2]}-{rules.max_features[2]} (2d)"
     )
 
 
@@ -122,7 +131,11 @@ def _fit(
 
     def topology_of(p: list[int]) -> tuple[NetworkTopology, tuple[int, ...]]:
         return derive_topology(
-            spacing, p, max_features=rules.max_features[dims], max_pools=rules.max_pools[dims]
+            spacing,
+            p,
+            max_features=rules.max_features[dims],
+            max_pools=rules.max_pools[dims],
+            base_features=rules.base_features[dims],
         )
 
     def per_sample(p: tuple[int, ...], topology: NetworkTopology) -> int:

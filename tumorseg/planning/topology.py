@@ -6,7 +6,8 @@ Rules (nnU-Net's, restated):
   in-plane until the voxels are roughly isotropic;
 - the kernel is 1 along an axis whose current spacing is still at least twice the finest
   (a 3-wide kernel would mix slices that are far apart) or whose size is 1, else 3;
-- features start at ``BASE_FEATURES`` and double per stage up to a cap;
+- features start at ``base_features`` (``BASE_FEATURES`` unless the device rules say otherwise)
+  and double per stage up to a cap;
 - the patch is padded up to a multiple of ``2 ** pools`` per axis so every pooling is exact.
 """
 
@@ -36,6 +37,7 @@ def derive_topology(
     *,
     max_features: int,
     max_pools: int,
+    base_features: int = BASE_FEATURES,
     network: str = "unet",
 ) -> tuple[NetworkTopology, tuple[int, ...]]:
     """Return ``(topology, patch_size padded to be divisible by 2**pools per axis)``.
@@ -65,7 +67,7 @@ def derive_topology(
             pools[a] += stride[a] == 2
         strides.append(stride)
         kernels.append(_kernel(current_spacing, current_shape))
-    features = tuple(min(BASE_FEATURES * 2**i, max_features) for i in range(len(strides)))
+    features = tuple(min(base_features * 2**i, max_features) for i in range(len(strides)))
     divisors = [2**p for p in pools]
     padded = tuple(ceil(n / d) * d for n, d in zip(patch_size, divisors, strict=True))
     topology = NetworkTopology(

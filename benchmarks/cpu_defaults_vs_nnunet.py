@@ -296,14 +296,18 @@ def table(results: dict[str, Any]) -> str:
         wt, tc = agg["WT"]["hd95"], agg["TC"]["hd95"]
         hd95 = f"{wt['mean']:.1f} ({wt['median']:.1f}) | {tc['mean']:.1f} ({tc['median']:.1f})"
         lines.append(f"| {run} | {steps} | {' | '.join(dice)} | {hd95} |")
-    for comparison in results["comparisons"]:
-        for row in comparison["rows"]:
-            if row["metric"] in ("dice", "hd95"):
-                lines.append(
-                    f"<!-- {comparison['b']} - {comparison['a']} {row['region']} {row['metric']} "
-                    f"{row['difference']:+.3f} p {row['p_value']} -->"
-                )
-    return "\n".join(lines)
+    return "\n".join(lines + comparison_lines(results))
+
+
+def comparison_lines(results: dict[str, Any]) -> list[str]:
+    """The paired differences (Dice, HD95) as comment lines under a table."""
+    return [
+        f"<!-- {comparison['b']} - {comparison['a']} {row['region']} {row['metric']} "
+        f"{row['difference']:+.3f} p {row['p_value']} -->"
+        for comparison in results["comparisons"]
+        for row in comparison["rows"]
+        if row["metric"] in ("dice", "hd95")
+    ]
 
 
 def main() -> None:

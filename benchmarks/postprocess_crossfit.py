@@ -33,7 +33,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from cpu_defaults_vs_nnunet import DATASET, DATASET_ID, REGIONS, _run, _tumorseg, score_runs
+from cpu_defaults_vs_nnunet import (
+    DATASET,
+    DATASET_ID,
+    REGIONS,
+    _run,
+    _tumorseg,
+    comparison_lines,
+    score_runs,
+)
 
 
 def _link_folds(source: Path, target: Path, folds: list[int]) -> None:
@@ -114,14 +122,7 @@ def table(results: dict[str, Any]) -> str:
         wt, tc = agg["WT"]["hd95"], agg["TC"]["hd95"]
         hd95 = f"{wt['mean']:.1f} ({wt['median']:.1f}) | {tc['mean']:.1f} ({tc['median']:.1f})"
         lines.append(f"| {run} | {' | '.join(dice)} | {hd95} |")
-    for comparison in results["comparisons"]:
-        for row in comparison["rows"]:
-            if row["metric"] in ("dice", "hd95"):
-                lines.append(
-                    f"<!-- {comparison['b']} - {comparison['a']} {row['region']} {row['metric']} "
-                    f"{row['difference']:+.3f} p {row['p_value']} -->"
-                )
-    return "\n".join(lines)
+    return "\n".join(lines + comparison_lines(results))
 
 
 def main() -> None:

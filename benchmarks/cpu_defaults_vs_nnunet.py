@@ -285,17 +285,20 @@ def score_runs(
 
 
 def table(results: dict[str, Any]) -> str:
+    """Dice and HD95 per run (with its optimiser steps per fold when ``results`` has them)."""
+    steps_of = results.get("steps")
+    head = "| run | steps per fold " if steps_of else "| run "
     lines = [
-        "| run | steps per fold | Dice WT | Dice TC | Dice ET | HD95 WT mm (median) | HD95 TC mm |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        head + "| Dice WT | Dice TC | Dice ET | HD95 WT mm (median) | HD95 TC mm |",
+        "| --- " * (7 if steps_of else 6) + "|",
     ]
     for run, summary in results["summaries"].items():
         agg = summary["aggregate"]
-        steps = "-".join(str(s["steps"]) for s in results["steps"][run])
+        steps = f" {'-'.join(str(s['steps']) for s in steps_of[run])} |" if steps_of else ""
         dice = [f"{agg[r]['dice']['mean']:.3f} ± {agg[r]['dice']['std']:.3f}" for r in REGIONS]
         wt, tc = agg["WT"]["hd95"], agg["TC"]["hd95"]
         hd95 = f"{wt['mean']:.1f} ({wt['median']:.1f}) | {tc['mean']:.1f} ({tc['median']:.1f})"
-        lines.append(f"| {run} | {steps} | {' | '.join(dice)} | {hd95} |")
+        lines.append(f"| {run} |{steps} {' | '.join(dice)} | {hd95} |")
     return "\n".join(lines + comparison_lines(results))
 
 

@@ -36,11 +36,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from cpu_defaults_vs_nnunet import (
     DATASET,
     DATASET_ID,
-    REGIONS,
     _run,
     _tumorseg,
-    comparison_lines,
     score_runs,
+    table,
 )
 
 
@@ -109,20 +108,6 @@ def nnunet_crossfit(out: Path, work: Path, folds: list[int], nnunet_python: str,
              env, log)  # fmt: skip
         decisions[fold] = json.loads((source / "postprocessing.json").read_text())
     return decisions
-
-
-def table(results: dict[str, Any]) -> str:
-    lines = [
-        "| run | Dice WT | Dice TC | Dice ET | HD95 WT mm (median) | HD95 TC mm |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for run, summary in results["summaries"].items():
-        agg = summary["aggregate"]
-        dice = [f"{agg[r]['dice']['mean']:.3f} ± {agg[r]['dice']['std']:.3f}" for r in REGIONS]
-        wt, tc = agg["WT"]["hd95"], agg["TC"]["hd95"]
-        hd95 = f"{wt['mean']:.1f} ({wt['median']:.1f}) | {tc['mean']:.1f} ({tc['median']:.1f})"
-        lines.append(f"| {run} | {' | '.join(dice)} | {hd95} |")
-    return "\n".join(lines + comparison_lines(results))
 
 
 def main() -> None:

@@ -40,7 +40,7 @@ from tumorseg.networks.memory import unet_feature_map_elements
 from tumorseg.planning.fingerprint import DatasetFingerprint
 from tumorseg.planning.normalization import schemes_for
 from tumorseg.planning.plans import PLANS_SCHEMA_VERSION, ConfigurationPlan, NetworkTopology, Plans
-from tumorseg.planning.topology import derive_topology, divisors_of
+from tumorseg.planning.topology import BASE_FEATURES, derive_topology, divisors_of
 
 ANISOTROPY = 3.0  # an axis this many times coarser than the finest is "anisotropic"
 LOWRES_MIN_COVERAGE = 0.25  # fullres patch / median image below this warrants 3d_lowres
@@ -64,10 +64,10 @@ class DeviceRules:
 
 RULES = {
     "cuda": DeviceRules(
-        2, {2: 32, 3: 32}, {2: 512, 3: 320}, {2: 6, 3: 5}, {2: None, 3: None}, {2: None, 3: None}
+        2, {2: BASE_FEATURES, 3: BASE_FEATURES}, {2: 512, 3: 320}, {2: 6, 3: 5}, {2: None, 3: None}, {2: None, 3: None}
     ),
     "cpu": DeviceRules(
-        4, {2: 16, 3: 32}, {2: 128, 3: 128}, {2: 6, 3: 5}, {2: 256**2, 3: 64**3}, {2: 8, 3: 2}
+        4, {2: BASE_FEATURES // 2, 3: BASE_FEATURES}, {2: 128, 3: 128}, {2: 6, 3: 5}, {2: 256**2, 3: 64**3}, {2: 8, 3: 2}
     ),
 }
 DEFAULT_BUDGET_GB = {"cuda": 8.0, "cpu": 2.0}

@@ -125,6 +125,29 @@ def test_postprocess_determine_and_apply(tmp_path: Path, tiny_dataset: Path) -> 
     assert np.array_equal(fixed, reference)
 
 
+def test_postprocess_determine_without_a_rule(tmp_path: Path, tiny_dataset: Path) -> None:
+    gt = tiny_dataset / "labelsTr"
+    preds = tmp_path / "cv"
+    from tumorseg.data.io import read_image
+
+    for path in sorted(gt.glob("*.nii.gz")):
+        labels, geometry = read_image(path)
+        labels[0, 0, :2] = 2  # a 2-voxel false positive in a corner, far from the tumour
+        write_image(preds / path.name, labels, geometry)
+    command = ["postprocess", "determine", str(preds), str(gt), "-d", str(tiny_dataset)]
+    command += ["-o", str(tmp_path / "pp.json"), "--without", "remove_small_components"]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    assert "components under" in result.output
+    assert "farther than" in result.output  # the distance rule removes it instead
+    decision = json.loads((tmp_path / "pp.json").read_text())
+    assert {s["rule"] for s in decision["steps"]} == {"remove_distant_components"}
+    assert all(t["step"]["rule"] != "remove_small_components" for t in decision["tried"])
+    result = CliRunner().invoke(app, [*command, "--without", "largest"])
+    assert result.exit_code == 1
+    assert "unknown post-processing rule largest; valid: remove_small_components" in result.output
+
+
 def test_postprocess_apply_reports_bad_files_one_line_each(tmp_path: Path) -> None:
     pred, _ = _folders(tmp_path)
     (pred / "broken.nii.gz").write_bytes(b"not an image")

@@ -7,7 +7,7 @@ import numpy as np
 from tests.evaluation.helpers import write_labels
 from tumorseg.data.dataset_json import brats_dataset_json
 from tumorseg.data.labels import LabelConvention
-from tumorseg.postprocessing.determine import determine_postprocessing
+from tumorseg.postprocessing.determine import WHOLE_COMPONENT_RULES, determine_postprocessing
 from tumorseg.postprocessing.rules import apply_postprocessing
 
 SHAPE = (16, 16, 16)
@@ -108,7 +108,7 @@ def test_keep_largest_is_refused_when_it_cuts_a_multifocal_tumour(tmp_path: Path
     decision = determine_postprocessing(pred, gt, DATASET, et_thresholds=())
     # Keeping the largest component raises the mean WT Dice (3 cases 0.76 -> 1, one 1 -> 0.76),
     # but it would delete the second focus of the multifocal case: refused.
-    assert not any(s["rule"] == "keep_largest_component" for s in decision["steps"])
+    assert not any(s["rule"] in WHOLE_COMPONENT_RULES for s in decision["steps"])
     refused = [t for t in decision["tried"] if t["step"]["rule"] == "keep_largest_component"]
     wt = next(t for t in refused if t["step"]["region"] == "WT")
     assert wt["rejected"].startswith("lowers the Dice of a case with a multifocal reference")
@@ -117,5 +117,54 @@ def test_keep_largest_is_refused_when_it_cuts_a_multifocal_tumour(tmp_path: Path
     refs, preds = zip(*unifocal, strict=True)
     pred, gt = _write(tmp_path / "without", list(refs), list(preds))
     decision = determine_postprocessing(pred, gt, DATASET, et_thresholds=())
+    # (Removing the distant blob does the same here and is tried first.)
     first = decision["steps"][0]
-    assert (first["rule"], first["region"]) == ("keep_largest_component", "WT")
+    assert first["rule"] in WHOLE_COMPONENT_RULES
+    assert first["region"] == "WT"
+    assert decision["final"]["WT"]["dice"] == 1.0
+
+
+def _satellite_and_lookalike(lookalike_is_true: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(reference, prediction) on a 32^3 grid of 1 mm: a 1728-voxel lesion with a 27-voxel
+    satellite 2 mm from it, and a 64-voxel blob 22 mm away that is a look-alike the model
+    predicted (or, ``lookalike_is_true``, a true distant focus)."""
+    ref = np.zeros((32, 32, 32), np.uint8)
+    ref[2:14, 2:14, 2:14] = 2
+    ref[15:18, 2:5, 2:5] = 2
+    pred = ref.copy()
+    pred[26:30, 26:30, 26:30] = 2
+    return (pred.copy() if lookalike_is_true else ref), pred
+
+
+def test_distant_lookalikes_go_where_size_rules_cannot_remove_them(tmp_path: Path) -> None:
+    refs, preds = zip(*[_satellite_and_lookalike(False) for _ in range(3)], strict=True)
+    pred, gt = _write(tmp_path / "lookalike", list(refs), list(preds))
+    decision = determine_postprocessing(pred, gt, DATASET, et_thresholds=())
+    # A size threshold of 50 keeps the 64-voxel look-alike and loses the 27-voxel satellite;
+    # 200 or the largest component lose the satellite too. Only the distance rule is exact.
+    first = decision["steps"][0]
+    assert (first["rule"], first["region"]) == ("remove_distant_components", "WT")
+    assert first["min_distance_mm"] < 22.0
+    assert decision["final"]["WT"]["dice"] == 1.0
+    for ref, prd in zip(refs, preds, strict=True):
+        assert np.array_equal(apply_postprocessing(prd, decision, (1.0, 1.0, 1.0)), ref)
+
+
+def test_distant_rule_is_refused_when_it_cuts_a_multifocal_tumour(tmp_path: Path) -> None:
+    cases = [_satellite_and_lookalike(False) for _ in range(3)]
+    cases.append(_satellite_and_lookalike(True))
+    refs, preds = zip(*cases, strict=True)
+    pred, gt = _write(tmp_path, list(refs), list(preds))
+    decision = determine_postprocessing(pred, gt, DATASET, et_thresholds=())
+    assert not any(s["rule"] == "remove_distant_components" for s in decision["steps"])
+    distant = [
+        t
+        for t in decision["tried"]
+        if t["step"]["rule"] == "remove_distant_components"
+        and t["step"]["region"] == "WT"
+        and t["step"]["min_distance_mm"] < 22.0
+    ]
+    assert distant
+    reason = "lowers the Dice of a case with a multifocal reference"
+    assert all(t["rejected"] == reason for t in distant)
+    assert max(t["scores"]["WT"]["dice"] for t in distant) > decision["baseline"]["WT"]["dice"]

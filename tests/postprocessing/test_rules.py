@@ -7,6 +7,7 @@ from tumorseg.errors import TumorsegError
 from tumorseg.postprocessing.components import (
     enclosing_fill,
     keep_largest_component,
+    remove_distant_components,
     remove_small_components,
 )
 from tumorseg.postprocessing.rules import (
@@ -33,6 +34,26 @@ def test_remove_small_components_and_keep_largest() -> None:
     assert remove_small_components(mask, 2).sum() == 29  # the corner pair has 2 voxels
     assert keep_largest_component(mask).sum() == 27
     assert not keep_largest_component(np.zeros((3, 3), bool)).any()
+
+
+def test_remove_distant_components_measures_in_mm() -> None:
+    mask = np.zeros((12, 12, 30), bool)
+    mask[0:4, 0:4, 0:4] = True  # the main lesion: 64 voxels
+    mask[8, 0, 0] = True  # 4 voxels below it along axis 0: 12 mm at 3 mm spacing
+    mask[0, 0, 10] = True  # 6 voxels along axis 2: 6 mm at 1 mm spacing
+    mask[0:2, 0:2, 24:26] = True  # a distant 8-voxel focus, 20 voxels (mm) away
+    spacing = (3.0, 1.0, 1.0)
+    kept = remove_distant_components(mask, spacing, min_distance_mm=10.0, max_voxels=5)
+    assert not kept[8, 0, 0]  # 12 mm > 10 mm, 1 voxel < 5: removed
+    assert kept[0, 0, 10]  # 6 mm: a satellite, kept
+    assert kept[0:2, 0:2, 24:26].all()  # far, but 8 voxels >= 5: a focus, kept
+    assert kept.sum() == mask.sum() - 1
+    # A larger cap removes the distant focus too; the main lesion always stays.
+    assert remove_distant_components(mask, spacing, 10.0, 100).sum() == 64 + 1
+    assert np.array_equal(remove_distant_components(mask, spacing, 25.0, 100), mask)
+    single = np.zeros((4, 4, 4), bool)
+    single[1:3, 1:3, 1:3] = True
+    assert np.array_equal(remove_distant_components(single, spacing, 0.0, 100), single)
 
 
 def test_small_et_to_necrosis() -> None:

@@ -29,6 +29,10 @@ def test_written_steps_pass() -> None:
          "steps[3].et_label is -3, not a label value"),
         ({"rule": "remove_small_components", "labels": [1], "min_volume_mm3": "big"},
          'steps[3].min_volume_mm3 is "big", not a volume of at least 0'),
+        ({"rule": "remove_distant_components", "labels": [1], "max_volume_mm3": 10},
+         "steps[3].min_distance_mm is null, not a distance of at least 0"),
+        ({"rule": "remove_distant_components", "labels": [1], "min_distance_mm": 5,
+          "min_voxels": 3}, "steps[3] (remove_distant_components) has no size ('max_voxels'"),
     ],
 )  # fmt: skip
 def test_bad_steps_name_the_key(step: object, problem: str) -> None:

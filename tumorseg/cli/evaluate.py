@@ -285,6 +285,15 @@ def determine(
     ] = Path("postprocessing.json"),
     num_processes: ProcessesOption = 1,
     raw: RawOption = DEFAULT_RAW,
+    without: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--without",
+            help="A rule not to try (repeatable): remove_small_components, "
+            "keep_largest_component, remove_distant_components, small_et_to_necrosis.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Try component removal and small-ET rules; keep those that improve the CV score."""
     from tumorseg.postprocessing.determine import determine_postprocessing
@@ -293,7 +302,12 @@ def determine(
     folder = _dataset(dataset, raw.expanduser().resolve())
     try:
         decision = determine_postprocessing(
-            pred, gt, folder / "dataset.json", output=output, num_processes=num_processes
+            pred,
+            gt,
+            folder / "dataset.json",
+            output=output,
+            num_processes=num_processes,
+            without=without or (),
         )
     except TumorsegError as exc:
         _problems(exc)

@@ -38,6 +38,34 @@ def keep_largest_component(mask: np.ndarray) -> np.ndarray:
     return components == int(np.argmax(sizes)) + 1
 
 
+def remove_distant_components(
+    mask: np.ndarray, spacing: Sequence[float], min_distance_mm: float, max_voxels: int
+) -> np.ndarray:
+    """``mask`` without the small components far from its largest one (the main lesion).
+
+    A component other than the largest is removed when its closest voxel lies more than
+    ``min_distance_mm`` from the largest component (Euclidean, in mm with ``spacing`` per array
+    axis) and it has fewer than ``max_voxels`` voxels. Satellites close to the main lesion and
+    large distant foci (a multifocal tumour) are kept; look-alikes far from the tumour go.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    components, sizes = label_components(mask)
+    if sizes.size < 2:
+        return mask.copy()
+    largest = int(np.argmax(sizes)) + 1
+    # Distances to the largest component, computed inside the box holding every component:
+    # the nearest largest-component voxel of any voxel in the box lies in the box.
+    box = ndimage.find_objects(mask.astype(np.uint8))[0]
+    distance = ndimage.distance_transform_edt(
+        components[box] != largest, sampling=[float(s) for s in spacing]
+    )
+    ids = np.arange(1, sizes.size + 1)
+    nearest = np.asarray(ndimage.minimum(distance, components[box], ids))
+    drop = (nearest > min_distance_mm) & (sizes < max_voxels) & (ids != largest)
+    keep = np.concatenate([[False], ~drop])
+    return keep[components]
+
+
 def relabel_region(
     labels: np.ndarray, region_labels: Sequence[int], kept: np.ndarray, fill: int
 ) -> np.ndarray:

@@ -3,16 +3,19 @@
 Greedy, one region at a time (WT, TC, ET for BraTS datasets, else the dataset's regions):
 
 1. candidates for the region: remove components under each of ``component_thresholds`` voxels
-   (a size learned on CV, which keeps every component of a multifocal tumour above it), and
-   keep only the largest component (nnU-Net's rule); removed voxels get the enclosing region's
-   label, see ``components.enclosing_fill``;
+   (a size learned on CV, which keeps every component of a multifocal tumour above it); remove
+   the components far from the main lesion (farther than each of ``DISTANT_MM`` from the
+   largest component and smaller than each of ``DISTANT_MAX_MM3``: look-alikes away from the
+   tumour, at any size CV supports); and keep only the largest component (nnU-Net's rule);
+   removed voxels get the enclosing region's label, see ``components.enclosing_fill``;
 2. every candidate is applied on top of the steps accepted so far and scored on all cases;
 3. the best candidate (mean Dice of the region, ties broken by lower mean HD95) is accepted
    when it improves the region's mean Dice (or keeps it and lowers HD95) without lowering the
-   mean Dice over all regions. Keeping the largest component is accepted only where CV
-   supports it for multifocal tumours too: it is rejected when it lowers the region's Dice of
-   any CV case whose reference region is multifocal (two or more components of at least
-   ``MULTIFOCAL_MIN_VOXELS``), however much it gains elsewhere;
+   mean Dice over all regions. The rules that remove whole components regardless of a small
+   size (the largest-component and the distant-component rules) are accepted only where CV
+   supports them for multifocal tumours too: such a candidate is rejected when it lowers the
+   region's Dice of any CV case whose reference region is multifocal (two or more components
+   of at least ``MULTIFOCAL_MIN_VOXELS``), however much it gains elsewhere;
 4. for BraTS datasets, the same for "small ET -> necrosis" with each of ``et_thresholds``.
 
 Regions and the enhancing / necrosis labels are the dataset's own (``LabelManager``: declared
@@ -23,7 +26,7 @@ the decision is always in the dataset's values, like ``labelsTr``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +39,23 @@ from tumorseg.evaluation.folders import resolve_labels
 from tumorseg.evaluation.metrics import region_mask, region_metrics
 from tumorseg.evaluation.summary import check_geometry, pair_folders, read_label_file
 from tumorseg.postprocessing.components import enclosing_fill, label_components
-from tumorseg.postprocessing.rules import DECISION_VERSION, apply_postprocessing, apply_step
+from tumorseg.postprocessing.rules import (
+    DECISION_VERSION,
+    RULES,
+    apply_postprocessing,
+    apply_step,
+)
 from tumorseg.utils.atomic import write_json
 from tumorseg.utils.parallel import run_parallel
 
 COMPONENT_THRESHOLDS: tuple[int, ...] = (10, 50, 200, 1000)
 ET_THRESHOLDS: tuple[int, ...] = (50, 100, 200, 500, 1000)
+#: Distant-component candidates: every distance (mm from the largest component) with every
+#: size cap (mm³; 1 ml is 125 voxels of 2 mm, 1000 of 1 mm).
+DISTANT_MM: tuple[float, ...] = (10.0, 20.0, 40.0)
+DISTANT_MAX_MM3: tuple[float, ...] = (1000.0, 5000.0, 20000.0)
+#: Rules that may remove a focus of a multifocal tumour; guarded on CV (see the module text).
+WHOLE_COMPONENT_RULES = ("keep_largest_component", "remove_distant_components")
 #: A reference region is multifocal when it has two or more components of at least this size.
 MULTIFOCAL_MIN_VOXELS = 10
 _EPS = 1e-6
@@ -100,8 +114,7 @@ def _mean_scores(
     means = [
         {
             r: {
-                m: float(np.mean([case[i][r][m] for case, _ in per_case]))
-                for m in ("dice", "hd95")
+                m: float(np.mean([case[i][r][m] for case, _ in per_case])) for m in ("dice", "hd95")
             }
             for r in regions
         }
@@ -143,8 +156,14 @@ def _candidates_for(
 ) -> list[dict[str, Any]]:
     fill = enclosing_fill(labels, list(regions.values()))
     base = {"region": region, "labels": list(labels), "fill": fill}
+    distant = (
+        {"rule": "remove_distant_components", **base, "min_distance_mm": d, "max_volume_mm3": v}
+        for d in DISTANT_MM
+        for v in DISTANT_MAX_MM3
+    )
     return [
         *({"rule": "remove_small_components", **base, "min_voxels": int(t)} for t in thresholds),
+        *distant,
         {"rule": "keep_largest_component", **base},
     ]
 
@@ -156,16 +175,22 @@ def determine_from_pairs(
     num_processes: int = 1,
     component_thresholds: Sequence[int] = COMPONENT_THRESHOLDS,
     et_thresholds: Sequence[int] = ET_THRESHOLDS,
+    without: Collection[str] = (),
     pred_mapping: Mapping[int, int] | None = None,
     gt_mapping: Mapping[int, int] | None = None,
 ) -> dict[str, Any]:
     """The decision for ``{case: (prediction, reference)}``; see ``determine_postprocessing``.
 
-    ``pred_mapping`` / ``gt_mapping`` map file values onto the dataset's labels
-    (``LabelManager.file_mapping``); None: the dataset's own values.
+    ``without``: rules (``rules.RULES`` names) not to try. ``pred_mapping`` / ``gt_mapping``
+    map file values onto the dataset's labels (``LabelManager.file_mapping``); None: the
+    dataset's own values.
     """
     if not pairs:
         raise TumorsegError("no cases to determine post-processing on; check the folders")
+    if unknown := sorted(set(without) - set(RULES)):
+        raise TumorsegError(
+            f"unknown post-processing rule {', '.join(unknown)}; valid: {', '.join(RULES)}"
+        )
     labels = LabelManager.from_dataset_json(dataset_json)
     regions = labels.regions()
     tumour = labels.tumour_labels()
@@ -176,10 +201,22 @@ def determine_from_pairs(
     current = baseline
     tried: list[dict[str, Any]] = []
     stages = [
-        (r, _candidates_for(r, values, regions, component_thresholds))
-        for r, values in regions.items()
+        (
+            r,
+            [
+                c
+                for c in _candidates_for(r, v, regions, component_thresholds)
+                if c["rule"] not in without
+            ],
+        )
+        for r, v in regions.items()
     ]
-    if tumour is not None and "ET" in regions and et_thresholds:
+    if (
+        tumour is not None
+        and "ET" in regions
+        and et_thresholds
+        and "small_et_to_necrosis" not in without
+    ):
         stages.append(
             (
                 "ET",
@@ -194,7 +231,7 @@ def determine_from_pairs(
                 ],
             )
         )
-    for region, candidates in stages:
+    for region, candidates in (stage for stage in stages if stage[1]):
         # The last entry (None) scores the accepted steps alone, per case, for the guard.
         scores, per_case = _mean_scores(
             pairs, accepted, [*candidates, None], regions, num_processes, mappings
@@ -203,8 +240,7 @@ def determine_from_pairs(
         blocked = {
             i
             for i, c in enumerate(candidates)
-            if c["rule"] == "keep_largest_component"
-            and _cuts_multifocal(per_case, i, region, base)
+            if c["rule"] in WHOLE_COMPONENT_RULES and _cuts_multifocal(per_case, i, region, base)
         }
         order = sorted(
             range(len(candidates)),
@@ -243,6 +279,7 @@ def determine_postprocessing(
     num_processes: int = 1,
     component_thresholds: Sequence[int] = COMPONENT_THRESHOLDS,
     et_thresholds: Sequence[int] = ET_THRESHOLDS,
+    without: Collection[str] = (),
 ) -> dict[str, Any]:
     """Decide post-processing on CV predictions in ``pred_folder`` against ``gt_folder``.
 
@@ -267,6 +304,7 @@ def determine_postprocessing(
         num_processes=num_processes,
         component_thresholds=component_thresholds,
         et_thresholds=et_thresholds,
+        without=without,
         pred_mapping=manager.file_mapping(labels.prediction),
         gt_mapping=manager.file_mapping(labels.reference),
     )

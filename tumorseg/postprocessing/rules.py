@@ -6,12 +6,18 @@ Steps::
     {"rule": "remove_small_components", "region": "WT", "labels": [1, 2, 3],
      "min_voxels": 10, "fill": 0}
     {"rule": "keep_largest_component", "region": "WT", "labels": [1, 2, 3], "fill": 0}
+    {"rule": "remove_distant_components", "region": "WT", "labels": [1, 2, 3],
+     "min_distance_mm": 20, "max_volume_mm3": 5000, "fill": 0}
     {"rule": "small_et_to_necrosis", "min_voxels": 200, "et_label": 3, "necrosis_label": 1}
 
-A size may be given as ``"min_volume_mm3"`` instead of ``"min_voxels"``; it is converted to
-voxels with the image's spacing, so one decision fits images of any resolution. Label values
-are the dataset's own (``labelsTr``'s): files in a source convention are mapped onto them before
-a decision is applied and back afterwards (``tumorseg.inference.postprocess_folder``).
+A size may be given in mm³ instead of voxels (``"min_volume_mm3"`` for ``"min_voxels"``,
+``"max_volume_mm3"`` for ``"max_voxels"``); it is converted to voxels with the image's spacing,
+so one decision fits images of any resolution. ``remove_distant_components`` removes the
+components (other than the largest) farther than ``min_distance_mm`` from the region's largest
+component and smaller than the size: look-alikes far from the tumour, not a multifocal focus.
+Label values are the dataset's own (``labelsTr``'s): files in a source convention are mapped
+onto them before a decision is applied and back afterwards
+(``tumorseg.inference.postprocess_folder``).
 """
 
 from __future__ import annotations
@@ -30,11 +36,17 @@ from tumorseg.evaluation.metrics import region_mask
 from tumorseg.postprocessing.components import (
     keep_largest_component,
     relabel_region,
+    remove_distant_components,
     remove_small_components,
 )
 
 DECISION_VERSION = 1
-RULES = ("remove_small_components", "keep_largest_component", "small_et_to_necrosis")
+RULES = (
+    "remove_small_components",
+    "keep_largest_component",
+    "remove_distant_components",
+    "small_et_to_necrosis",
+)
 
 
 def small_et_to_necrosis(
@@ -58,12 +70,20 @@ def small_et_to_necrosis(
     return out
 
 
-def _min_voxels(step: Mapping[str, Any], spacing: Sequence[float]) -> int:
-    if "min_voxels" in step:
-        return int(step["min_voxels"])
-    if "min_volume_mm3" in step:
-        return math.ceil(float(step["min_volume_mm3"]) / float(np.prod(spacing)) - 1e-9)
-    raise TumorsegError(f"post-processing step {dict(step)} has no size; add 'min_voxels'")
+def _size_key(rule: Any) -> str:
+    """The size a rule reads: ``min`` (below it goes) or ``max`` (the distant rule: below it
+    may go)."""
+    return "max" if rule == "remove_distant_components" else "min"
+
+
+def _voxels(step: Mapping[str, Any], spacing: Sequence[float]) -> int:
+    """The step's size in voxels (``min_voxels`` / ``max_voxels``, or the ``_volume_mm3`` one)."""
+    key = _size_key(step.get("rule"))
+    if f"{key}_voxels" in step:
+        return int(step[f"{key}_voxels"])
+    if f"{key}_volume_mm3" in step:
+        return math.ceil(float(step[f"{key}_volume_mm3"]) / float(np.prod(spacing)) - 1e-9)
+    raise TumorsegError(f"post-processing step {dict(step)} has no size; add '{key}_voxels'")
 
 
 def _whole(value: Any) -> bool:
@@ -71,6 +91,13 @@ def _whole(value: Any) -> bool:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
     return math.isfinite(value) and value >= 0 and float(value).is_integer()
+
+
+def _amount(value: Any) -> bool:
+    """A finite number of at least 0 (a distance or a volume); never a bool."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return math.isfinite(value) and value >= 0
 
 
 def step_problem(step: Any, where: str) -> str | None:
@@ -95,16 +122,20 @@ def step_problem(step: Any, where: str) -> str | None:
             return f"{where}.labels is {json.dumps(labels)}, not a list of label values"
     if rule == "keep_largest_component":
         return None
-    if "min_voxels" in step:
-        if not _whole(step["min_voxels"]):
-            shown = json.dumps(step["min_voxels"])
-            return f"{where}.min_voxels is {shown}, not a whole number of at least 0"
-    elif "min_volume_mm3" in step:
-        volume = step["min_volume_mm3"]
-        if isinstance(volume, bool) or not isinstance(volume, (int, float)) or not volume >= 0:
-            return f"{where}.min_volume_mm3 is {json.dumps(volume)}, not a volume of at least 0"
+    if rule == "remove_distant_components" and not _amount(step.get("min_distance_mm")):
+        shown = json.dumps(step.get("min_distance_mm"))
+        return f"{where}.min_distance_mm is {shown}, not a distance of at least 0"
+    key = _size_key(rule)
+    if f"{key}_voxels" in step:
+        if not _whole(step[f"{key}_voxels"]):
+            shown = json.dumps(step[f"{key}_voxels"])
+            return f"{where}.{key}_voxels is {shown}, not a whole number of at least 0"
+    elif f"{key}_volume_mm3" in step:
+        volume = step[f"{key}_volume_mm3"]
+        if not _amount(volume):
+            return f"{where}.{key}_volume_mm3 is {json.dumps(volume)}, not a volume of at least 0"
     else:
-        return f"{where} ({rule}) has no size ('min_voxels' or 'min_volume_mm3')"
+        return f"{where} ({rule}) has no size ('{key}_voxels' or '{key}_volume_mm3')"
     return None
 
 
@@ -114,15 +145,18 @@ def apply_step(labels: np.ndarray, step: Mapping[str, Any], spacing: Sequence[fl
     if rule == "small_et_to_necrosis":
         return small_et_to_necrosis(
             labels,
-            _min_voxels(step, spacing),
+            _voxels(step, spacing),
             int(step.get("et_label", TumorLabel.ENHANCING.value)),
             int(step.get("necrosis_label", TumorLabel.NECROSIS.value)),
         )
-    if rule in ("remove_small_components", "keep_largest_component"):
+    if rule in ("remove_small_components", "keep_largest_component", "remove_distant_components"):
         region_labels = [int(v) for v in step["labels"]]
         mask = region_mask(labels, region_labels)
         if rule == "remove_small_components":
-            kept = remove_small_components(mask, _min_voxels(step, spacing))
+            kept = remove_small_components(mask, _voxels(step, spacing))
+        elif rule == "remove_distant_components":
+            distance = float(step["min_distance_mm"])
+            kept = remove_distant_components(mask, spacing, distance, _voxels(step, spacing))
         else:
             kept = keep_largest_component(mask)
         return relabel_region(labels, region_labels, kept, int(step.get("fill", 0)))
@@ -212,9 +246,10 @@ def read_decision(path: Path) -> dict[str, Any]:
 
 
 def _size(step: Mapping[str, Any]) -> str:
-    if "min_volume_mm3" in step:
-        return f"{step['min_volume_mm3']:g} mm³"
-    return f"{step['min_voxels']} voxels"
+    key = _size_key(step["rule"])
+    if f"{key}_volume_mm3" in step:
+        return f"{step[f'{key}_volume_mm3']:g} mm³"
+    return f"{step[f'{key}_voxels']} voxels"
 
 
 def describe_step(step: Mapping[str, Any]) -> str:
@@ -223,6 +258,11 @@ def describe_step(step: Mapping[str, Any]) -> str:
         return f"ET under {_size(step)} -> necrosis"
     if step["rule"] == "keep_largest_component":
         return f"keep the largest {step['region']} component"
+    if step["rule"] == "remove_distant_components":
+        return (
+            f"remove {step['region']} components under {_size(step)} farther than "
+            f"{step['min_distance_mm']:g} mm from the largest"
+        )
     return f"remove {step['region']} components under {_size(step)}"
 
 

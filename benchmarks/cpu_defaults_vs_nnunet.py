@@ -8,8 +8,11 @@ documentation says:
 * tumorseg: ``tumorseg plan`` with its defaults (on a machine without GPU it plans for the CPU),
   ``tumorseg train DS 2d F --time-budget B`` (the default trainer; 2d is what the demo and the
   README recommend on a CPU, chosen by the measurement in BENCHMARKS.md "The 20-minute
-  comparison"), ``tumorseg predict`` with its defaults (mirroring TTA on; the run's post-processing
-  is applied when one was decided, which needs all five folds, so not here);
+  comparison"), ``tumorseg predict`` with its defaults (mirroring TTA on) but
+  ``--no-postprocess``: once all five folds are trained the run decides its post-processing on
+  its cross-validation and ``predict`` applies it by default, which would post-process the
+  held-out cases with a decision they took part in; ``postprocess_crossfit.py`` post-processes
+  them without that;
 * nnU-Net: ``nnUNetv2_plan_and_preprocess`` with its default plans and ``nnUNetTrainer`` (the
   budget subclass of ``nnunet_budget.py`` changes only the number of epochs), validated by its own
   ``perform_actual_validation`` (mirroring TTA on, its default), for each configuration asked for
@@ -93,7 +96,8 @@ def prepare(work: Path, args: argparse.Namespace, env: dict[str, str], log: Path
              str(DATASET_ID), "-c", *configs, "-np", "2"],
             env, log,
         )  # fmt: skip
-    shutil.copyfile(ts_pre / "splits_final.json", nn_pre / "splits_final.json")
+    if args.nnunet:  # ``--nnunet`` with no configuration: tumorseg's side only
+        shutil.copyfile(ts_pre / "splits_final.json", nn_pre / "splits_final.json")
 
 
 def held_out_images(work: Path, fold: int) -> Path:
@@ -121,7 +125,8 @@ def job_command(work: Path, args: argparse.Namespace, tool: str, config: str, fo
         predict = _tumorseg("predict", "-i", str(held_out_images(work, fold)), "-o",
                             str(work / "predictions" / f"tumorseg_{config}" / f"fold_{fold}"),
                             "-d", str(DATASET_ID), "-c", config, "-f", str(fold), "--quiet",
-                            "--results", str(work / "ts_results"))  # fmt: skip
+                            "--no-postprocess", "--results", str(work / "ts_results")
+                            )  # fmt: skip
         return ["bash", "-c", f"{' '.join(train)} && {' '.join(predict)}"]
     return [args.nnunet_python, __file__, "_nnunet", "--work", str(work), "--config", config,
             "--fold", str(fold), "--budget", args.budget]  # fmt: skip

@@ -11,9 +11,14 @@ then applied with the tool's own command (``tumorseg postprocess apply`` /
 
 Input: a work folder of ``cpu_defaults_vs_nnunet.py`` (its ``raw/``, ``nn_pre/`` and
 ``predictions/RUN/fold_F``), optionally tumorseg predictions of another run on the same data and
-split (``--tumorseg``, e.g. a ``cpu_plan_sweep.py`` variant). Scores: ``tumorseg evaluate`` of
-every run with and without post-processing (folds merged), ``tumorseg compare`` (paired
-Wilcoxon) of tumorseg against nnU-Net, both post-processed, and of each tool against itself.
+split (``--tumorseg``, e.g. a ``cpu_plan_sweep.py`` variant). tumorseg is post-processed twice:
+with every rule (``tumorseg_pp``, the default) and without the distant-component rule
+(``tumorseg_pp_no_distant``, the rule set before it), so the rule's effect is measured on the
+same predictions. Without ``--nnunet-python`` only tumorseg's side runs; ``--stored`` then pairs
+tumorseg_pp with the nnU-Net scores of an earlier run of this script on the same data. Scores:
+``tumorseg evaluate`` of every run with and without post-processing (folds merged), ``tumorseg
+compare`` (paired Wilcoxon) of tumorseg against nnU-Net, both post-processed, and of each tool
+against itself.
 
 Usage::
 
@@ -66,18 +71,31 @@ def _decision_cases(run_folder: Path, others: list[int], into: Path) -> Path:
     return into
 
 
-def tumorseg_crossfit(out: Path, work: Path, folds: list[int], env: dict[str, str], log: Path
+#: tumorseg's post-processing variants: name -> rules left out of the decision. "tumorseg_pp" is
+#: the current default; "tumorseg_pp_no_distant" the rule set before the distant-component rule.
+TUMORSEG_VARIANTS: dict[str, list[str]] = {
+    "tumorseg_pp": [],
+    "tumorseg_pp_no_distant": ["remove_distant_components"],
+}
+
+
+def tumorseg_crossfit(out: Path, work: Path, folds: list[int], env: dict[str, str], log: Path,
+                      name: str = "tumorseg_pp", without: list[str] | None = None
                       ) -> dict[str, Any]:  # fmt: skip
+    """Cross-fitted ``tumorseg postprocess determine`` (leaving out ``without``) and ``apply``
+    into ``out/predictions/NAME/fold_F``."""
     decisions = {}
+    skip = [arg for rule in without or [] for arg in ("--without", rule)]
     for fold in folds:
         others = [f for f in folds if f != fold]
         source = _decision_cases(out / "predictions" / "tumorseg", others,
-                                 out / "decide" / "tumorseg" / f"for_fold_{fold}")  # fmt: skip
+                                 out / "decide" / name / f"for_fold_{fold}")  # fmt: skip
         decision = source / "postprocessing.json"
         _run(_tumorseg("postprocess", "determine", str(source),
                        str(work / "raw" / DATASET / "labelsTr"), "-d", str(DATASET_ID), "-o",
-                       str(decision), "--raw", str(work / "raw")), env, log)  # fmt: skip
-        target = out / "predictions" / "tumorseg_pp" / f"fold_{fold}"
+                       str(decision), "--raw", str(work / "raw"), "-np", "2", *skip),
+             env, log)  # fmt: skip
+        target = out / "predictions" / name / f"fold_{fold}"
         shutil.rmtree(target, ignore_errors=True)
         _run(_tumorseg("postprocess", "apply", "-i", str(out / "predictions" / "tumorseg" /
                        f"fold_{fold}"), "-o", str(target), "--decision", str(decision)),
@@ -110,6 +128,19 @@ def nnunet_crossfit(out: Path, work: Path, folds: list[int], nnunet_python: str,
     return decisions
 
 
+def compare_stored(out: Path, stored: Path, run: str, against: str, env: dict[str, str],
+                   log: Path) -> dict[str, Any]:  # fmt: skip
+    """``tumorseg compare`` of ``run`` (scored here) against the ``against`` summary kept in an
+    earlier results file of this script (same data and split; the cases are paired by name)."""
+    summary = json.loads(stored.read_text())["summaries"][against]
+    path = out / "summaries" / f"{against}_stored.json"
+    path.write_text(json.dumps(summary))
+    result = out / "summaries" / f"compare_{run}_vs_{against}_stored.json"
+    _run(_tumorseg("compare", str(path), str(out / "summaries" / f"{run}.json"), "-o",
+                   str(result)), env, log)  # fmt: skip
+    return {**json.loads(result.read_text()), "a": f"{against} (stored)", "b": run}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, required=True, help="cpu_defaults_vs_nnunet work.")
@@ -117,7 +148,11 @@ def main() -> None:
     parser.add_argument("--tumorseg", type=Path, default=None,
                         help="tumorseg predictions (fold_F folders); default: WORK's tumorseg_2d")
     parser.add_argument("--nnunet", default="nnunet_3d_fullres", help="nnU-Net run in WORK.")
-    parser.add_argument("--nnunet-python", required=True)
+    parser.add_argument("--nnunet-python", default=None,
+                        help="nnU-Net's environment; without it, tumorseg's variants only")
+    parser.add_argument("--stored", type=Path, default=None,
+                        help="an earlier results.json of this script: compare tumorseg_pp with "
+                             "its nnunet_pp per case (same data and split)")
     parser.add_argument("--folds", type=int, nargs="+", default=[0, 1])
     args = parser.parse_args()  # fmt: skip
     work, out = args.work.resolve(), args.out.resolve()
@@ -130,24 +165,37 @@ def main() -> None:
     log = out / "benchmark.log"
     tumorseg = args.tumorseg or work / "predictions" / "tumorseg_2d"
     _link_folds(tumorseg.resolve(), out / "predictions" / "tumorseg", args.folds)
-    _link_folds(work / "predictions" / args.nnunet, out / "predictions" / "nnunet", args.folds)
     decisions = {
-        "tumorseg": tumorseg_crossfit(out, work, args.folds, env, log),
-        "nnunet": nnunet_crossfit(out, work, args.folds, args.nnunet_python, env, log),
+        name: tumorseg_crossfit(out, work, args.folds, env, log, name, without)
+        for name, without in TUMORSEG_VARIANTS.items()
     }
+    # score_runs reports the first run minus each other one
+    groups = [[*TUMORSEG_VARIANTS, "tumorseg"]]  # tumorseg_pp first
+    if args.nnunet_python:
+        _link_folds(work / "predictions" / args.nnunet, out / "predictions" / "nnunet", args.folds)
+        decisions["nnunet"] = nnunet_crossfit(out, work, args.folds, args.nnunet_python, env, log)
+        groups = [["tumorseg_pp", "nnunet_pp"], *groups, ["nnunet_pp", "nnunet"]]
 
     def no_steps(run: str, fold: int) -> dict[str, Any]:
         return {}
 
-    results: dict[str, Any] = {"folds": args.folds, "tumorseg": str(tumorseg),
-                               "nnunet": args.nnunet, "decisions": decisions,
-                               "summaries": {}, "comparisons": []}  # fmt: skip
-    # score_runs reports the first run minus each other one
-    for runs in (["tumorseg_pp", "nnunet_pp"], ["tumorseg_pp", "tumorseg"],
-                 ["nnunet_pp", "nnunet"]):  # fmt: skip
+    results: dict[str, Any] = {
+        "folds": args.folds,
+        "tumorseg": str(tumorseg),
+        "nnunet": args.nnunet if args.nnunet_python else None,
+        "decisions": decisions,
+        "summaries": {},
+        "comparisons": [],
+    }
+    for runs in groups:
         scored = score_runs(out, runs, args.folds, no_steps, env, log)
         results["summaries"].update(scored["summaries"])
         results["comparisons"] += scored["comparisons"]
+    if args.stored:
+        results["stored"] = str(args.stored)
+        results["comparisons"].append(
+            compare_stored(out, args.stored.resolve(), "tumorseg_pp", "nnunet_pp", env, log)
+        )
     (out / "results.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(decisions, indent=1)[:4000])
     print(table(results))

@@ -86,18 +86,16 @@ def _voxels(step: Mapping[str, Any], spacing: Sequence[float]) -> int:
     raise TumorsegError(f"post-processing step {dict(step)} has no size; add '{key}_voxels'")
 
 
-def _whole(value: Any) -> bool:
-    """An integer (or an integral float, as JSON may hold it) of at least 0; never a bool."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    return math.isfinite(value) and value >= 0 and float(value).is_integer()
-
-
 def _amount(value: Any) -> bool:
     """A finite number of at least 0 (a distance or a volume); never a bool."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
     return math.isfinite(value) and value >= 0
+
+
+def _whole(value: Any) -> bool:
+    """An integer (or an integral float, as JSON may hold it) of at least 0; never a bool."""
+    return _amount(value) and float(value).is_integer()
 
 
 def step_problem(step: Any, where: str) -> str | None:

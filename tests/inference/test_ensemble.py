@@ -95,3 +95,91 @@ def test_a_softmax_run_is_ensembled_with_a_region_run_through_its_regions(tmp_pa
     labels, _ = read_image(out / "c1.nii.gz")
     # WT on, TC off, ET on: painted in the regions' class order, ET last -> 4 in BraTS 2021.
     assert np.all(labels == 4)
+
+
+def _three_inputs(tmp_path: Path) -> list[Path]:
+    """Three sigmoid inputs, every voxel WT / TC / ET: (0.2, 0.5, 0.8), (0.4, 0.5, 0.2),
+    (0.9, 0.5, 0.2); known moments per region."""
+    folders = []
+    for name, values in (("a", (0.2, 0.5, 0.8)), ("b", (0.4, 0.5, 0.2)), ("c", (0.9, 0.5, 0.2))):
+        probabilities = np.stack([np.full(GEOMETRY.shape, v, np.float32) for v in values])
+        write_probabilities(tmp_path / name / "c1.npz", probabilities, GEOMETRY, "sigmoid")
+        folders.append(tmp_path / name)
+    return folders
+
+
+def test_ensemble_uncertainty_is_the_variance_over_the_inputs(tmp_path: Path) -> None:
+    from tumorseg.inference.export import read_uncertainty_table, uncertainty_path
+
+    out = tmp_path / "out"
+    ensemble_folders(_three_inputs(tmp_path), out, tiny_dataset_json(), uncertainty=True)
+    inputs = {"WT": [0.2, 0.4, 0.9], "TC": [0.5, 0.5, 0.5], "ET": [0.8, 0.2, 0.2]}
+    for region, values in inputs.items():
+        variance, geometry = read_image(uncertainty_path(out, "c1", region))
+        assert geometry == GEOMETRY
+        assert variance.dtype == np.float32
+        # population variance of the three inputs (equal weights) as stored (float16):
+        # WT 0.0867, TC 0, ET 0.08
+        stored = np.asarray(values, np.float16).astype(np.float64)
+        np.testing.assert_allclose(variance, np.var(stored), atol=1e-6)
+    row = read_uncertainty_table(out)["c1"]
+    # WT mean 0.5 (not > 0.5), TC 0.5, ET 0.4: no voxel is predicted tumour -> NaN scalars
+    assert row["tumour_voxels"] == "0" and row["mean_variance"] == "nan"
+
+
+def test_ensemble_uncertainty_of_a_softmax_input_is_taken_over_its_regions(
+    tmp_path: Path,
+) -> None:
+    from tumorseg.inference.export import read_uncertainty_table, uncertainty_path
+
+    z = GEOMETRY.shape
+    # Softmax: WT 0.9, TC 0.6, ET 0.4 (as above); region run: WT 0.5, TC 0.2, ET 0.8.
+    softmax = np.stack([np.full(z, p, np.float32) for p in (0.1, 0.2, 0.3, 0.4)])
+    regions = np.stack([np.full(z, p, np.float32) for p in (0.5, 0.2, 0.8)])
+    write_probabilities(tmp_path / "a" / "c1.npz", softmax, GEOMETRY, "softmax")
+    write_probabilities(tmp_path / "b" / "c1.npz", regions, GEOMETRY, "sigmoid")
+    out = tmp_path / "out"
+    ensemble_folders([tmp_path / "a", tmp_path / "b"], out, tiny_dataset_json(), uncertainty=True)
+    for region, (a, b) in {"WT": (0.9, 0.5), "TC": (0.6, 0.2), "ET": (0.4, 0.8)}.items():
+        variance, _ = read_image(uncertainty_path(out, "c1", region))
+        np.testing.assert_allclose(variance, ((a - b) / 2) ** 2, atol=2e-4)  # float16 inputs
+    row = read_uncertainty_table(out)["c1"]
+    assert int(row["tumour_voxels"]) == int(np.prod(z))  # WT mean 0.7 everywhere
+    np.testing.assert_allclose(float(row["mean_variance"]), (0.04 + 0.04 + 0.04) / 3, atol=2e-4)
+
+
+def test_an_ensembled_case_without_its_uncertainty_maps_is_ensembled_again(
+    tmp_path: Path,
+) -> None:
+    from tumorseg.inference.export import uncertainty_path
+
+    folders, out, dj = _three_inputs(tmp_path), tmp_path / "out", tiny_dataset_json()
+    assert ensemble_folders(folders, out, dj) == ["c1"]
+    assert not uncertainty_path(out, "c1", "WT").exists()
+    assert ensemble_folders(folders, out, dj, uncertainty=True) == ["c1"]  # maps were missing
+    assert ensemble_folders(folders, out, dj, uncertainty=True) == []
+    uncertainty_path(out, "c1", "TC").unlink()
+    assert ensemble_folders(folders, out, dj, uncertainty=True) == ["c1"]
+    assert uncertainty_path(out, "c1", "TC").is_file()
+
+
+def test_cli_ensemble_uncertainty_writes_the_maps_beside_the_labels(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tests.inference.tiny_run import write_tiny_run
+    from tumorseg.cli import app
+    from tumorseg.inference.export import read_uncertainty_table, uncertainty_path
+
+    results, out = tmp_path / "results", tmp_path / "out"
+    write_tiny_run(results)  # dataset 1 for -d, read from the results folder
+    folders = [str(f) for f in _three_inputs(tmp_path)]
+    args = ["ensemble", "-i", folders[0], "-i", folders[1], "-i", folders[2], "-o", str(out),
+            "-d", "1", "--results", str(results), "--uncertainty"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    variance, _ = read_image(uncertainty_path(out, "c1", "ET"))
+    stored = np.asarray([0.8, 0.2, 0.2], np.float16).astype(np.float64)
+    np.testing.assert_allclose(variance, np.var(stored), atol=1e-6)  # 0.08
+    assert set(read_uncertainty_table(out)) == {"c1"}
+    labels, _ = read_image(out / "c1.nii.gz")
+    assert not labels.any()  # every mean at or below 0.5

@@ -228,6 +228,14 @@ def ensemble(
             "instead of failing when the inputs hold different cases.",
         ),
     ] = False,
+    uncertainty: Annotated[
+        bool,
+        typer.Option(
+            "--uncertainty",
+            help="Also write per-region variance maps over the inputs (how much they disagree) "
+            "to OUTPUT/uncertainty/ and a per-case table, uncertainty.csv.",
+        ),
+    ] = False,
     raw: RawOption = DEFAULT_RAW,
     results: ResultsOption = DEFAULT_RESULTS,
 ) -> None:
@@ -246,6 +254,7 @@ def ensemble(
         save_probabilities=save_probabilities,
         allow_missing=allow_missing,
         warn=lambda line: typer.secho(f"warning: {line}", err=True),
+        uncertainty=uncertainty,
     )
     typer.echo(f"{len(written)} case(s) ensembled -> {output}")
 

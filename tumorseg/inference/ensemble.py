@@ -4,6 +4,13 @@ Each input folder holds ``CASE.npz`` files (``tumorseg predict --save-probabilit
 ``validation/`` folder). Cases present in every folder are averaged and written as label maps
 (source convention, recorded in the output's ``labels.json``) and, optionally, averaged
 probabilities, all through ``tumorseg.inference.export``.
+
+With ``uncertainty``, each case also gets the variance maps and ``uncertainty.csv`` row that
+``tumorseg predict --uncertainty`` writes (``tumorseg.inference.uncertainty``), here over the
+ensembled inputs: ``q_m`` is input ``m``'s region probability (each input already a mean over its
+own folds and mirrorings), weighted equally, so the maps show how much the runs or
+configurations disagree. The spread inside each input is not in it: predict each input with
+``--uncertainty`` for that.
 """
 
 from __future__ import annotations
@@ -24,8 +31,12 @@ from tumorseg.inference.export import (
     prediction_path,
     prepare_folder,
     probabilities_geometry,
+    read_uncertainty_table,
+    uncertainty_finished,
     write_prediction,
+    write_uncertainty,
 )
+from tumorseg.inference.uncertainty import UncertaintyMaps, uncertainty_regions
 
 
 def folder_cases(folders: list[Path]) -> list[set[str]]:
@@ -96,6 +107,7 @@ def ensemble_folders(
     save_probabilities: bool = False,
     allow_missing: bool = False,
     warn: Callable[[str], None] | None = None,
+    uncertainty: bool = False,
 ) -> list[str]:
     """Average the probabilities of the cases common to ``folders``; return the case ids written.
 
@@ -108,6 +120,8 @@ def ensemble_folders(
     inputs of a case must agree on the grid, and on the activation except that on a region
     dataset softmax label probabilities are summed into region probabilities to be averaged
     with sigmoid ones (e.g. a ``pairing --set output=softmax`` run with a default run).
+    ``uncertainty``: also the variance maps over the inputs (module docstring); a case then
+    counts as complete only with its maps and table row.
     """
     if len(folders) < 2:
         raise TumorsegError("ensembling needs at least two input folders; pass -i twice or more")
@@ -134,13 +148,18 @@ def ensemble_folders(
         done = prediction_path(output, case_id, dataset_json)
         first_npz = Path(folders[0]) / f"{case_id}.npz"
         npz = Path(output) / f"{case_id}.npz" if save_probabilities else None
-        if done.is_file() and is_finished(
-            done, probabilities_geometry(first_npz, dataset_json).shape, npz
-        ):
-            continue
+        if done.is_file():
+            shape = probabilities_geometry(first_npz, dataset_json).shape
+            complete = is_finished(done, shape, npz)
+            if complete and uncertainty:
+                complete = _uncertainty_complete(output, case_id, shape, dataset_json.file_ending)
+            if complete:
+                continue
         total: np.ndarray | None = None
+        moments: list[np.ndarray] = []  # with uncertainty: sums of q and q ** 2 over inputs
         geometry = None
         activation = None
+        first: Path | None = None
         loaded = [_load(Path(folder) / f"{case_id}.npz", dataset_json) for folder in folders]
         mixed = {a for _, _, a, _ in loaded} == {"sigmoid", "softmax"} and dataset_json.has_regions
         for probabilities, case_geometry, case_activation, path in loaded:
@@ -148,23 +167,32 @@ def ensemble_folders(
                 # A softmax run beside region runs: its labels summed into region probabilities.
                 probabilities = region_probabilities(probabilities, manager)
                 case_activation = "sigmoid"
-            if total is None:
-                total = probabilities
-                geometry = geometry_for(path, case_geometry, dataset_json)
-                activation = case_activation
-                first = path
-                continue
-            if probabilities.shape != total.shape or case_activation != activation:
+            if total is not None and (
+                probabilities.shape != total.shape or case_activation != activation
+            ):
                 raise bad_file(
                     path,
                     f"probabilities {probabilities.shape} ({case_activation}) do not match "
                     f"{first} {total.shape} ({activation})",
                     "ensemble predictions of the same dataset and output type only",
                 )
+            if uncertainty:
+                _accumulate(moments, probabilities, case_activation, manager)
+            if total is None:
+                total = probabilities
+                geometry = geometry_for(path, case_geometry, dataset_json)
+                activation = case_activation
+                first = path
+                continue
             total += probabilities
         assert total is not None
         assert geometry is not None
         assert activation is not None
+        if uncertainty:
+            names = uncertainty_regions(manager, activation, total.shape[0]).names
+            n = len(folders)
+            maps = UncertaintyMaps.from_moments(names, moments[0] / n, moments[1] / n)
+            write_uncertainty(output, case_id, maps, geometry, dataset_json.file_ending)
         write_prediction(
             output,
             case_id,
@@ -176,3 +204,28 @@ def ensemble_folders(
         )
         written.append(case_id)
     return written
+
+
+def _accumulate(
+    moments: list[np.ndarray], probabilities: np.ndarray, activation: str, manager: LabelManager
+) -> None:
+    """Add one input's region probabilities ``q`` and ``q ** 2`` to ``moments`` (float64)."""
+    matrix = uncertainty_regions(manager, activation, probabilities.shape[0]).matrix
+    q = np.einsum("rk,k...->r...", matrix, probabilities.astype(np.float64))
+    if not moments:
+        moments.extend([q, q**2])
+    else:
+        moments[0] += q
+        moments[1] += q**2
+
+
+def _uncertainty_complete(output: Path, case_id: str, shape: Any, file_ending: str) -> bool:
+    """True when ``case_id`` has its row in ``output``'s ``uncertainty.csv`` and a complete map
+    of every region that row names (the row is written after the maps)."""
+    row = read_uncertainty_table(output).get(case_id)
+    if row is None:
+        return False
+    names = [
+        k[: -len("_variance")] for k in row if k.endswith("_variance") and k != "mean_variance"
+    ]
+    return bool(names) and uncertainty_finished(output, case_id, names, shape, file_ending)

@@ -16,10 +16,11 @@ Steps (each skips what is already done, so the script resumes after a kill):
   with ``tumorseg evaluate`` (segmentation and recurrence, with the margin baselines); the
   pretrained-only baseline (the source network's tumour core read as the recurrence
   prediction); ``tumorseg compare`` between the pairs of the paper's tables; one JSON of it all;
-- ``baselines``: the pretrained-only rows alone (they need the source runs, no recurrence run).
+- ``baselines``: the pretrained-only rows alone (they need the source runs, no recurrence run);
+- ``table``: the Markdown rows of BENCHMARKS.md printed from ``results.json``.
 
-Usage: ``python benchmarks/recurrence_ablation.py prepare|train|collect|baselines [--workers 2]
-[--variants ours,direct] [--folds 0,1]``;
+Usage: ``python benchmarks/recurrence_ablation.py prepare|train|collect|baselines|table
+[--workers 2] [--variants ours,direct] [--folds 0,1]``;
 roots under ``benchmarks/_work/recurrence`` (git-ignored). Torch runs one thread per process
 (``OMP_NUM_THREADS=1``): on a shared 2-core machine more threads only contend.
 """
@@ -327,9 +328,63 @@ def collect() -> None:
     print(f"wrote {out}")
 
 
+# ---- table ---------------------------------------------------------------------------------
+ROW_NAMES = {
+    "pretrained_only": "pre-trained only (source core as recurrence)",
+    "direct": "(1) direct (no transfer)",
+    "ours": "(3) transfer: full model (MMFF + nonlinear correlation, KL)",
+    "baseline": "baseline (transfer, no MMFF, no correlation)",
+    "mmff": "+ MMFF (transfer, no correlation)",
+    "linear": "linear correlation",
+    "jeffreys": "Jeffreys divergence",
+    "hellinger": "squared Hellinger divergence",
+}
+
+
+def _cell(aggregate: dict[str, Any], metric: str, digits: int) -> str:
+    value = aggregate[metric]
+    return f"{value['mean']:.{digits}f} ± {value['std']:.{digits}f}"
+
+
+def table() -> None:
+    """Print the recurrence and segmentation rows and the paired tests as Markdown."""
+    results = json.loads((WORK / "results.json").read_text())
+    for dataset, body in results.items():
+        print(f"\n{dataset}: recurrence")
+        print("| row | cases | Dice | HD95 | sensitivity | coverage: predicted / margin / CTV "
+              "| volume ml: predicted / true / CTV |")  # fmt: skip
+        print("| --- | ---: | ---: | ---: | ---: | --- | --- |")
+        for name in ROW_NAMES:
+            if name not in body["table"]:
+                continue
+            task = body["table"][name]["recurrence"]
+            agg, mean = task["aggregate"]["recurrence"], task["mean"]["recurrence"]
+            covered = ("coverage_predicted", "coverage_margin", "coverage_ctv")
+            coverage = " / ".join(f"{mean[k]:.2f}" for k in covered)
+            volumes = ("predicted_ml", "recurrence_ml", "ctv_ml")
+            volume = " / ".join(f"{mean[k]:.0f}" for k in volumes)
+            print(f"| {ROW_NAMES[name]} | {task['cases']} | {_cell(agg, 'dice', 3)} | "
+                  f"{_cell(agg, 'hd95', 1)} | {_cell(agg, 'sensitivity', 3)} | {coverage} | "
+                  f"{volume} |")  # fmt: skip
+        print(f"\n{dataset}: segmentation (time point 1), Dice per region")
+        for name in ROW_NAMES:
+            task = body["table"].get(name, {}).get("segmentation")
+            if task is not None:
+                dice = ", ".join(f"{r} {m['dice']:.3f}" for r, m in task["mean"].items())
+                print(f"- {name}: {dice}")
+        print(f"\n{dataset}: paired Wilcoxon (B - A, p, n)")
+        for key, rows in body["comparisons"].items():
+            for row in rows:
+                if row["metric"] in ("dice", "hd95", "sensitivity", "coverage_predicted"):
+                    p = "n/a" if row["p_value"] is None else f"{row['p_value']:.3g}"
+                    print(f"- {key} [{row['region']} {row['metric']}]: "
+                          f"{row['mean_a']:.3f} -> {row['mean_b']:.3f} "
+                          f"({row['difference']:+.3f}), p = {p}, n = {row['n']}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=("prepare", "train", "collect", "baselines"))
+    parser.add_argument("step", choices=("prepare", "train", "collect", "baselines", "table"))
     parser.add_argument("--workers", type=int, default=2, help="runs trained at a time")
     parser.add_argument("--variants", help="train: only these variants (comma-separated)")
     parser.add_argument("--folds", help="train: only these folds (comma-separated)")
@@ -344,6 +399,8 @@ def main() -> None:
     elif args.step == "baselines":
         for dataset in (LONGITUDINAL, TCIA):
             print({task: str(path) for task, path in _pretrained_only(dataset).items()})
+    elif args.step == "table":
+        table()
     else:
         collect()
 

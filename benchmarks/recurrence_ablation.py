@@ -294,6 +294,26 @@ def _pretrained_only(dataset: int) -> dict[str, Path]:
     return scored
 
 
+def _coverage_vs_margin(summary: Path) -> dict[str, Any]:
+    """Paired Wilcoxon of the predicted region's coverage against the equal-volume margin's,
+    over the cases with recurrence (both finite)."""
+    import numpy as np
+
+    from tumorseg.evaluation.statistics import wilcoxon_p
+
+    cases = json.loads(summary.read_text())["cases"].values()
+    pairs = np.array([(c["metrics"]["recurrence"]["coverage_predicted"],
+                       c["metrics"]["recurrence"]["coverage_margin"]) for c in cases])  # fmt: skip
+    pairs = pairs[np.isfinite(pairs).all(axis=1)]
+    return {
+        "predicted": float(pairs[:, 0].mean()),
+        "margin": float(pairs[:, 1].mean()),
+        "p_value": wilcoxon_p(pairs[:, 0], pairs[:, 1]),
+        "n": len(pairs),
+        "wins": int((pairs[:, 0] > pairs[:, 1]).sum()),
+    }
+
+
 def collect() -> None:
     results: dict[str, Any] = {}
     for dataset in (LONGITUDINAL, TCIA):
@@ -313,6 +333,9 @@ def collect() -> None:
                 }
                 for task, path in paths.items()
             }
+            table[name]["recurrence"]["coverage_vs_margin"] = _coverage_vs_margin(
+                paths["recurrence"]
+            )
         comparisons = {}
         for a, b in PAIRS:
             if a in summaries and b in summaries:
@@ -366,6 +389,12 @@ def table() -> None:
             print(f"| {ROW_NAMES[name]} | {task['cases']} | {_cell(agg, 'dice', 3)} | "
                   f"{_cell(agg, 'hd95', 1)} | {_cell(agg, 'sensitivity', 3)} | {coverage} | "
                   f"{volume} |")  # fmt: skip
+        print(f"\n{dataset}: coverage, predicted vs equal-volume margin (paired Wilcoxon)")
+        for name in ROW_NAMES:
+            c = body["table"].get(name, {}).get("recurrence", {}).get("coverage_vs_margin")
+            if c is not None:
+                print(f"- {name}: {c['predicted']:.3f} vs {c['margin']:.3f}, p = "
+                      f"{c['p_value']:.3g}, higher in {c['wins']} of {c['n']} cases")  # fmt: skip
         print(f"\n{dataset}: segmentation (time point 1), Dice per region")
         for name in ROW_NAMES:
             task = body["table"].get(name, {}).get("segmentation")
@@ -375,7 +404,10 @@ def table() -> None:
         print(f"\n{dataset}: paired Wilcoxon (B - A, p, n)")
         for key, rows in body["comparisons"].items():
             for row in rows:
-                if row["metric"] in ("dice", "hd95", "sensitivity", "coverage_predicted"):
+                wanted = (
+                    ("dice",) if key.startswith("segmentation") else ("dice", "hd95", "sensitivity")
+                )
+                if row["metric"] in wanted:
                     p = "n/a" if row["p_value"] is None else f"{row['p_value']:.3g}"
                     print(f"- {key} [{row['region']} {row['metric']}]: "
                           f"{row['mean_a']:.3f} -> {row['mean_b']:.3f} "

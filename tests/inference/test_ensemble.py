@@ -78,15 +78,21 @@ def test_ensemble_errors_are_one_line(tmp_path: Path) -> None:
         ensemble_folders([tmp_path / "a", tmp_path / "b"], tmp_path / "out", dj, allow_missing=True)
 
 
-def test_a_softmax_run_is_ensembled_with_a_region_run_through_its_regions(tmp_path: Path) -> None:
-    dj = tiny_dataset_json()  # regions WT (1, 2, 3), TC (1, 3), ET (3,); labels 0-3
+def _softmax_and_region_inputs(tmp_path: Path) -> None:
+    """``a``: a softmax run, every voxel (0.1, 0.2, 0.3, 0.4) over labels 0-3; ``b``: a region
+    run, every voxel WT 0.5, TC 0.2, ET 0.8."""
     z = GEOMETRY.shape
-    # Softmax run: every voxel 0.1 background, 0.2 necrosis, 0.3 edema, 0.4 enhancing, so WT
-    # 0.9, TC 0.6, ET 0.4. Region run: WT 0.5, TC 0.2, ET 0.8. Means: WT 0.7, TC 0.4, ET 0.6.
     softmax = np.stack([np.full(z, p, np.float32) for p in (0.1, 0.2, 0.3, 0.4)])
     regions = np.stack([np.full(z, p, np.float32) for p in (0.5, 0.2, 0.8)])
     write_probabilities(tmp_path / "a" / "c1.npz", softmax, GEOMETRY, "softmax")
     write_probabilities(tmp_path / "b" / "c1.npz", regions, GEOMETRY, "sigmoid")
+
+
+def test_a_softmax_run_is_ensembled_with_a_region_run_through_its_regions(tmp_path: Path) -> None:
+    dj = tiny_dataset_json()  # regions WT (1, 2, 3), TC (1, 3), ET (3,); labels 0-3
+    # Softmax run: every voxel 0.1 background, 0.2 necrosis, 0.3 edema, 0.4 enhancing, so WT
+    # 0.9, TC 0.6, ET 0.4. Region run: WT 0.5, TC 0.2, ET 0.8. Means: WT 0.7, TC 0.4, ET 0.6.
+    _softmax_and_region_inputs(tmp_path)
     out = tmp_path / "out"
     ensemble_folders([tmp_path / "a", tmp_path / "b"], out, dj, save_probabilities=True)
     mean, _, activation = load_probabilities(out / "c1.npz")
@@ -124,7 +130,8 @@ def test_ensemble_uncertainty_is_the_variance_over_the_inputs(tmp_path: Path) ->
         np.testing.assert_allclose(variance, np.var(stored), atol=1e-6)
     row = read_uncertainty_table(out)["c1"]
     # WT mean 0.5 (not > 0.5), TC 0.5, ET 0.4: no voxel is predicted tumour -> NaN scalars
-    assert row["tumour_voxels"] == "0" and row["mean_variance"] == "nan"
+    assert row["tumour_voxels"] == "0"
+    assert row["mean_variance"] == "nan"
 
 
 def test_ensemble_uncertainty_of_a_softmax_input_is_taken_over_its_regions(
@@ -132,19 +139,15 @@ def test_ensemble_uncertainty_of_a_softmax_input_is_taken_over_its_regions(
 ) -> None:
     from tumorseg.inference.export import read_uncertainty_table, uncertainty_path
 
-    z = GEOMETRY.shape
     # Softmax: WT 0.9, TC 0.6, ET 0.4 (as above); region run: WT 0.5, TC 0.2, ET 0.8.
-    softmax = np.stack([np.full(z, p, np.float32) for p in (0.1, 0.2, 0.3, 0.4)])
-    regions = np.stack([np.full(z, p, np.float32) for p in (0.5, 0.2, 0.8)])
-    write_probabilities(tmp_path / "a" / "c1.npz", softmax, GEOMETRY, "softmax")
-    write_probabilities(tmp_path / "b" / "c1.npz", regions, GEOMETRY, "sigmoid")
+    _softmax_and_region_inputs(tmp_path)
     out = tmp_path / "out"
     ensemble_folders([tmp_path / "a", tmp_path / "b"], out, tiny_dataset_json(), uncertainty=True)
     for region, (a, b) in {"WT": (0.9, 0.5), "TC": (0.6, 0.2), "ET": (0.4, 0.8)}.items():
         variance, _ = read_image(uncertainty_path(out, "c1", region))
         np.testing.assert_allclose(variance, ((a - b) / 2) ** 2, atol=2e-4)  # float16 inputs
     row = read_uncertainty_table(out)["c1"]
-    assert int(row["tumour_voxels"]) == int(np.prod(z))  # WT mean 0.7 everywhere
+    assert int(row["tumour_voxels"]) == int(np.prod(GEOMETRY.shape))  # WT mean 0.7 everywhere
     np.testing.assert_allclose(float(row["mean_variance"]), (0.04 + 0.04 + 0.04) / 3, atol=2e-4)
 
 
